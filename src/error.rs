@@ -1,0 +1,43 @@
+//! Every way a run can fail before or around the guest, each naming what was wrong and where.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{module}: not a WebAssembly module: {reason}")]
+    NotWasm { module: String, reason: String },
+    #[error("{module}: malformed dylink.0 section: {reason}")]
+    MalformedDylink { module: String, reason: String },
+    #[error("{module}: {reason}")]
+    Layout { module: String, reason: String },
+    #[error("{module}: cannot bind import {import_module}.{field}: {reason}")]
+    Bind {
+        module: String,
+        import_module: String,
+        field: String,
+        reason: String,
+    },
+    #[error(
+        "{module}: needs shared libraries ({needed}), but loading libraries is not implemented yet"
+    )]
+    LibrariesNotImplemented { module: String, needed: String },
+    #[error("{module}: failed to compile: {reason}")]
+    Compile { module: String, reason: String },
+    #[error("{module}: failed to instantiate: {reason}")]
+    Instantiate { module: String, reason: String },
+    #[error("invalid --dir {spec}: {reason}")]
+    Dir { spec: String, reason: String },
+    #[error("WASI environment: {0}")]
+    Wasi(String),
+    #[error("{module}: {function} trapped: {reason}")]
+    Trap {
+        module: String,
+        function: String,
+        reason: String,
+    },
+}

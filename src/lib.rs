@@ -1,0 +1,107 @@
+//! wasix-dl: a dynamic linker for WebAssembly and a WASIX-compatible runtime on wasmer.
+//!
+//! It runs WASI/WASIX programs, including PIE main modules built by the toolchain's
+//! `wasix-cc` (modules with a `dylink.0` section). Loading shared libraries and `dlopen` are
+//! being built; a main module that needs libraries gets a clear error for now.
+//!
+//! # Embedding
+//!
+//! [`Program`] is the one entry point: describe the run, then [`Program::run`] it.
+//!
+//! ```
+//! use wasix_dl::Program;
+//!
+//! // A tiny WASI command that exits with status 7.
+//! let wasm = wasmer::wat2wasm(br#"
+//!     (module
+//!       (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+//!       (memory (export "memory") 1)
+//!       (func (export "_start") (call $exit (i32.const 7))))
+//! "#).unwrap();
+//! let dir = std::env::temp_dir().join(format!("wasix-dl-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("exit7.wasm");
+//! std::fs::write(&path, &wasm).unwrap();
+//!
+//! let status = Program::new(&path).arg("hello").env("KEY", "value").run().unwrap();
+//! assert_eq!(status, 7);
+//! ```
+
+mod bind;
+mod dylink;
+mod error;
+mod fs;
+mod layout;
+mod run;
+
+use std::path::PathBuf;
+
+pub use dylink::{parse as parse_dylink, DylinkInfo};
+pub use error::Error;
+pub use fs::MappedDir;
+pub use layout::DEFAULT_STACK_SIZE;
+pub use run::TRAP_EXIT_CODE;
+
+/// A program to run: the main module, its arguments, environment and mapped directories.
+#[derive(Debug, Clone)]
+pub struct Program {
+    config: run::RunConfig,
+}
+
+impl Program {
+    /// A program whose main module is the file at `module` (a host path).
+    pub fn new(module: impl Into<PathBuf>) -> Self {
+        Program {
+            config: run::RunConfig {
+                module: module.into(),
+                args: Vec::new(),
+                envs: Vec::new(),
+                dirs: Vec::new(),
+                cwd: None,
+                stack_size: DEFAULT_STACK_SIZE,
+            },
+        }
+    }
+
+    /// Appends one argument (after argv[0], which is the module's file name).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.config.args.push(arg.into());
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.config.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable of the guest (the host's environment is not inherited).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Makes a host directory visible to the guest (see [`MappedDir::parse`]).
+    pub fn dir(mut self, dir: MappedDir) -> Self {
+        self.config.dirs.push(dir);
+        self
+    }
+
+    /// Sets the guest's working directory (a guest path).
+    pub fn cwd(mut self, cwd: impl Into<PathBuf>) -> Self {
+        self.config.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Size of the main thread's stack in bytes.
+    pub fn stack_size(mut self, bytes: u32) -> Self {
+        self.config.stack_size = bytes;
+        self
+    }
+
+    /// Runs the program to its end. Returns the guest's exit status, or
+    /// [`TRAP_EXIT_CODE`] after reporting a trap on stderr. Errors are failures to load.
+    pub fn run(&self) -> Result<i32, Error> {
+        run::run(&self.config)
+    }
+}

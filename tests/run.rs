@@ -1,0 +1,220 @@
+//! `wasix-dl run` on real modules built by the toolchain: arguments, environment, exit status,
+//! stdin/stdout/stderr, files in a mapped directory, traps, and load errors.
+
+mod common;
+use common::*;
+
+#[test]
+fn hello_prints_arguments_and_environment_and_returns_the_exit_code() {
+    let dir = scratch("hello");
+    std::fs::copy(fixture("hello.wasm"), dir.join("hello.wasm")).unwrap();
+    let out = run_in(
+        &dir,
+        &[
+            "--dir",
+            ".",
+            "--env",
+            "GREETING=hi there",
+            "--env",
+            "EXIT_CODE=3",
+            "hello.wasm",
+            "world",
+            "-x",
+            "--flag",
+        ],
+        b"",
+    );
+    assert_eq!(
+        stdout(&out),
+        "hello world -x --flag\nGREETING=hi there\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn exit_status_zero_by_default_and_host_environment_not_inherited() {
+    let out = run_in(fixtures(), &[fixture("hello.wasm").to_str().unwrap()], b"");
+    assert_eq!(stdout(&out), "hello\n", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn stdin_reaches_the_guest_and_stderr_is_separate() {
+    let input = b"some input\nover two lines\n";
+    let out = run_in(
+        fixtures(),
+        &[fixture("stdin_upper.wasm").to_str().unwrap()],
+        input,
+    );
+    assert_eq!(stdout(&out), "SOME INPUT\nOVER TWO LINES\n");
+    assert_eq!(stderr(&out), format!("{} bytes\n", input.len()));
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn files_in_the_mapped_working_directory() {
+    let dir = scratch("files");
+    std::fs::write(dir.join("input.txt"), "first line\nsecond\n").unwrap();
+    std::fs::copy(fixture("files.wasm"), dir.join("files.wasm")).unwrap();
+    let out = run_in(&dir, &["--dir", ".", "files.wasm"], b"");
+    let canonical = std::fs::canonicalize(&dir).unwrap();
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "cwd={}\nread=first line\noutside the sandbox: No such file or directory\nlisted output.txt: 1\n",
+            canonical.display()
+        ),
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("output.txt")).unwrap(),
+        "written by wasm\n"
+    );
+    assert!(
+        !dir.join("out.tmp").exists(),
+        "rename left the old name behind"
+    );
+}
+
+#[test]
+fn a_directory_mapped_to_another_guest_path() {
+    let dir = scratch("mapped");
+    std::fs::write(dir.join("input.txt"), "mapped\n").unwrap();
+    let spec = format!("{}:/data", dir.display());
+    let out = run_in(
+        fixtures(),
+        &["--dir", &spec, fixture("files.wasm").to_str().unwrap()],
+        b"",
+    );
+    assert!(
+        stdout(&out).starts_with("cwd=/data\nread=mapped\n"),
+        "stdout: {} stderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(dir.join("output.txt").exists());
+}
+
+#[test]
+fn a_trap_is_reported_and_exits_non_zero() {
+    let out = run_in(fixtures(), &[fixture("trap.wasm").to_str().unwrap()], b"");
+    assert_eq!(stdout(&out), "before the trap\n");
+    assert_eq!(out.status.code(), Some(wasix_dl::TRAP_EXIT_CODE));
+    let err = stderr(&out);
+    assert!(
+        err.contains("_start trapped") && err.contains("unreachable"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn setjmp_and_longjmp_within_the_main_module() {
+    let out = run_in(fixtures(), &[fixture("setjmp.wasm").to_str().unwrap()], b"");
+    assert_eq!(
+        stdout(&out),
+        "setjmp returned 0\nlongjmp delivered 42\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn cxx_exceptions_within_the_main_module() {
+    let out = run_in(
+        fixtures(),
+        &[fixture("exceptions.wasm").to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(
+        stdout(&out),
+        "caught std::exception: runtime error from thrower\ncaught Custom 7\ncaught out_of_range\ndone\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_plain_wasi_module_without_dylink_runs_through_wasmer_wasix() {
+    let dir = scratch("plain");
+    let wasm = wasmer::wat2wasm(
+        br#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "plain module\n")
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 16))
+            (i32.store (i32.const 4) (i32.const 13))
+            (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (call $exit (i32.const 5))))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("plain.wasm"), &wasm).unwrap();
+    let out = run_in(&dir, &["plain.wasm"], b"");
+    assert_eq!(stdout(&out), "plain module\n");
+    assert_eq!(out.status.code(), Some(5));
+}
+
+#[test]
+fn a_main_that_needs_libraries_gets_a_clear_error() {
+    let out = run_in(
+        fixtures(),
+        &[fixture("uses_side.wasm").to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(127));
+    let err = stderr(&out);
+    assert!(
+        err.contains("uses_side.wasm")
+            && err.contains("libside.so")
+            && err.contains("not implemented yet"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn load_errors_name_the_file_and_the_cause() {
+    let dir = scratch("bad");
+    std::fs::write(dir.join("notwasm.wasm"), b"#!/bin/sh\necho hi\n").unwrap();
+    let out = run_in(&dir, &["notwasm.wasm"], b"");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("notwasm.wasm: not a WebAssembly module"),
+        "stderr: {}",
+        stderr(&out)
+    );
+
+    let out = run_in(&dir, &["missing.wasm"], b"");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("cannot read missing.wasm"),
+        "stderr: {}",
+        stderr(&out)
+    );
+
+    let out = run_in(&dir, &["--dir", "/nonexistent-dir", "notwasm.wasm"], b"");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("invalid --dir /nonexistent-dir"),
+        "stderr: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = wasix_dl().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--dir", "--env", "--cwd", "--stack-size"] {
+        assert!(
+            help.contains(flag),
+            "`wasix-dl run --help` does not document {flag}:\n{help}"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# libc++, libc++abi and libunwind (PIC, wasm exceptions) from the LLVM sources in the ziglang
+# wheel. Called by build-sysroot.sh with its environment (TOOLS, SYSROOT, WORK).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+zigpkg="$(echo "$TOOLS"/venv/lib/python3*/site-packages/ziglang)"
+zig="$zigpkg/zig"; ziglib="$zigpkg/lib"
+jobs="$(nproc)"
+log() { printf '[sysroot] %s\n' "$*" >&2; }
+
+inc="$SYSROOT/include/c++/v1"
+mkdir -p "$inc"
+cp -r "$ziglib/libcxx/include"/. "$inc/"
+cp "$here/sysroot-src/libcxx/__config_site" "$inc/__config_site"
+# zig's copy passes the configuration as -D flags instead of including __config_site: restore
+# the include so that any compiler using this sysroot sees the same configuration.
+grep -rl 'zig patch: instead of including __config_site' "$inc" | xargs sed -i \
+  's|/\* zig patch: instead of including __config_site, zig adds -D flags when compiling \*/|#include <__config_site>|'
+cp "$ziglib/libcxxabi/include"/*.h "$inc/"
+cp "$ziglib/libunwind/include"/*.h "$SYSROOT/include/"
+
+flags=(--target=wasm32-wasip1 --sysroot="$SYSROOT" -resource-dir "$ziglib"
+  -O2 -DNDEBUG -fno-stack-protector -fPIC -fvisibility=default
+  -matomics -mbulk-memory -mmutable-globals -mnontrapping-fptoint -msign-ext
+  -fwasm-exceptions -mllvm -wasm-use-legacy-eh=false -mllvm -wasm-enable-sjlj)
+cxxflags=("${flags[@]}" -std=c++23 -nostdinc++ -isystem "$inc" -D_LIBCPP_BUILDING_LIBRARY
+  -D_LIBCPP_REMOVE_TRANSITIVE_INCLUDES -DLIBCXX_BUILDING_LIBCXXABI -D_LIBCXXABI_BUILDING_LIBRARY
+  -I"$ziglib/libcxx/src" -I"$ziglib/libcxx/libc" -I"$ziglib/libcxxabi/include" -I"$ziglib/libcxxabi/src"
+  -Wno-user-defined-literals -Wno-unknown-warning-option)
+
+# compile_all OUT_DIR COMPILER FLAGS... -- SOURCES...: compiles in parallel, one object per source.
+compile_all() {
+  local out="$1" compiler="$2"; shift 2
+  local flags=()
+  while [ "$1" != -- ]; do flags+=("$1"); shift; done; shift
+  mkdir -p "$out"
+  local wrapper="$out.cc"
+  { echo '#!/bin/sh'; printf 'exec %q %q' "$zig" "$compiler"; printf ' %q' "${flags[@]}"; echo ' "$@"'; } > "$wrapper"
+  chmod +x "$wrapper"
+  printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c \
+    'o="$2/$(echo "$1" | sed "s|.*/src/||; s|/|_|g").o"; "$0" -c "$1" -o "$o"' "$wrapper" {} "$out"
+}
+
+log "building libc++abi"
+abi_srcs=()
+for f in "$ziglib"/libcxxabi/src/*.cpp; do
+  # cxa_thread_atexit.cpp needs thread-specific storage (threads come later)
+  case "$(basename "$f")" in cxa_noexception.cpp|cxa_thread_atexit.cpp) continue ;; esac
+  abi_srcs+=("$f")
+done
+compile_all "$WORK/cxxabi" clang --driver-mode=g++ "${cxxflags[@]}" -D_LIBCXXABI_HAS_NO_THREADS -- "${abi_srcs[@]}"
+"$zig" ar rcs "$SYSROOT/lib/libc++abi.a" "$WORK"/cxxabi/*.o
+
+log "building libunwind"
+compile_all "$WORK/unwind" clang "${flags[@]}" -std=c11 -I"$ziglib/libunwind/include" \
+  -D_LIBUNWIND_HIDE_SYMBOLS -D_LIBUNWIND_HAS_NO_THREADS -Wno-c23-extensions -- "$ziglib/libunwind/src/Unwind-wasm.c"
+"$zig" ar rcs "$SYSROOT/lib/libunwind.a" "$WORK"/unwind/*.o
+
+log "building libc++"
+cxx_srcs=()
+# <filesystem> is off: the 2022 wasi-libc has no <sys/statvfs.h>.
+for f in "$ziglib"/libcxx/src/*.cpp "$ziglib"/libcxx/src/ryu/*.cpp; do
+  case "$(basename "$f")" in
+    # threads (no threaded libc yet) and platform back ends that do not apply to WASI
+    thread.cpp|barrier.cpp|condition_variable.cpp|condition_variable_destructor.cpp|future.cpp|\
+    mutex.cpp|mutex_destructor.cpp|shared_mutex.cpp|atomic.cpp|int128_builtins.cpp|\
+    directory_monitor.cpp) continue ;;
+  esac
+  cxx_srcs+=("$f")
+done
+compile_all "$WORK/cxx" clang --driver-mode=g++ "${cxxflags[@]}" -- "${cxx_srcs[@]}"
+"$zig" ar rcs "$SYSROOT/lib/libc++.a" "$WORK"/cxx/*.o

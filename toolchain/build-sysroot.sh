@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Builds the PIC sysroot. Called by setup.sh with TOOLS, SYSROOT, WORK, WASI_LIBC_DEBIAN set.
+# Layout: $SYSROOT/include, $SYSROOT/lib (libc.a, libc++.a, crt objects, ...), $SYSROOT/tools.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+src="$here/sysroot-src"
+zigpkg="$(echo "$TOOLS"/venv/lib/python3*/site-packages/ziglang)"
+zig="$zigpkg/zig"
+ziglib="$zigpkg/lib"
+jobs="$(nproc)"
+log() { printf '[sysroot] %s\n' "$*" >&2; }
+
+# Every object in every module: PIC, default visibility, shared memory features, exnref EH,
+# setjmp/longjmp lowered onto wasm exceptions.
+CFLAGS_COMMON="-O2 -DNDEBUG -fno-stack-protector -fPIC -fvisibility=default -matomics -mbulk-memory -mmutable-globals -mnontrapping-fptoint -msign-ext -fwasm-exceptions -mllvm -wasm-use-legacy-eh=false -mllvm -wasm-enable-sjlj"
+
+# A compiler wrapper: clang 22 warns about musl's intentionally unterminated string
+# initialisers, and wasi-libc's Makefile turns warnings into errors; the flag must come last.
+mkdir -p "$WORK/bin"
+cat > "$WORK/bin/cc" <<WRAP
+#!/bin/sh
+exec "$zig" clang -resource-dir "$ziglib" "\$@" -Wno-unterminated-string-initialization
+WRAP
+cat > "$WORK/bin/ar" <<WRAP
+#!/bin/sh
+exec "$zig" ar "\$@"
+WRAP
+cat > "$WORK/bin/nm" <<WRAP
+#!/bin/sh
+exec "$zig" nm "\$@" 2>/dev/null || true
+WRAP
+chmod +x "$WORK/bin/"*
+CC="$WORK/bin/cc"; AR="$WORK/bin/ar"
+
+# 1. wasi-libc from Debian bookworm's source package, through a private apt configuration
+#    that holds only a deb-src line (the machine's own apt sources stay untouched).
+log "fetching wasi-libc $WASI_LIBC_DEBIAN source"
+apt="$WORK/apt"; mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/prefs.d" "$apt/src"
+echo "deb-src http://deb.debian.org/debian bookworm main" > "$apt/sources.list"
+cat > "$apt/apt.conf" <<CONF
+Dir::Etc::SourceList "$apt/sources.list";
+Dir::Etc::SourceParts "/nonexistent";
+Dir::Etc::PreferencesParts "$apt/prefs.d";
+Dir::State::Lists "$apt/lists";
+Dir::Cache "$apt/cache";
+APT::Sandbox::User "root";
+CONF
+APT_CONFIG="$apt/apt.conf" apt-get update -qq
+(cd "$apt/src" && APT_CONFIG="$apt/apt.conf" apt-get source -qq --download-only "wasi-libc=$WASI_LIBC_DEBIAN" >/dev/null)
+# --no-check: apt already verified the files against the signed archive index.
+dpkg-source --no-check -x --skip-patches "$apt/src"/wasi-libc_*.dsc "$WORK/wasi-libc" >/dev/null
+
+log "building wasi-libc (PIC, exnref)"
+mkdir -p "$WORK/wasi-libc-obj"
+make -s -C "$WORK/wasi-libc" -j"$jobs" CC="$CC" AR="$AR" NM="$WORK/bin/nm" \
+  TARGET_TRIPLE=wasm32-wasip1 EXTRA_CFLAGS="$CFLAGS_COMMON" \
+  SYSROOT="$SYSROOT" OBJDIR="$WORK/wasi-libc-obj" startup_files libc >/dev/null
+lib="$SYSROOT/lib"
+mv "$lib/wasm32-wasi"/* "$lib/"
+rmdir "$lib/wasm32-wasi"
+inc="$SYSROOT/include"
+rm -f "$lib"/crt1*.o   # replaced by ours below
+
+# errno is real TLS once atomics are on, and wasm-ld cannot relocate a side module's reference
+# to another module's TLS symbol: every module goes through __errno_location() instead.
+cat > "$inc/__errno.h" <<'HDR'
+#ifndef __wasilibc___errno_h
+#define __wasilibc___errno_h
+#ifdef __cplusplus
+extern "C" {
+#endif
+int *__errno_location(void);
+#define errno (*__errno_location())
+#ifdef __cplusplus
+}
+#endif
+#endif
+HDR
+
+# setjmp/longjmp: header and runtime from the wasi-libc copy shipped in the ziglang wheel.
+cp "$ziglib/libc/wasi/libc-top-half/musl/include/setjmp.h" "$inc/setjmp.h"
+cp "$ziglib/libc/wasi/libc-top-half/musl/arch/wasm32/bits/setjmp.h" "$inc/bits/setjmp.h"
+# <dlfcn.h> of the WASIX ABI.
+cp "$src/dlfcn.h" "$inc/dlfcn.h"
+
+log "building crt objects, dlfcn, setjmp runtime"
+obj="$WORK/extra"; mkdir -p "$obj"
+cc_sys() { "$CC" --target=wasm32-wasip1 --sysroot="$SYSROOT" $CFLAGS_COMMON "$@"; }
+cc_sys -c "$ziglib/libc/wasi/libc-top-half/musl/src/setjmp/wasm32/rt.c" -o "$obj/setjmp-rt.o"
+cc_sys -c "$src/errno_location.c" -o "$obj/errno_location.o"
+cc_sys -c "$src/dlfcn.c" -o "$obj/dlfcn.o"
+cc_sys -c "$src/wasix_cwd.c" -o "$obj/wasix_cwd.o"
+"$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o"
+cc_sys -c "$src/crt1-command.c" -o "$lib/crt1-command.o"
+cc_sys -c "$src/scrt1.c" -o "$lib/scrt1.o"
+for empty in m rt pthread crypt util xnet resolv dl setjmp; do
+  [ -e "$lib/lib$empty.a" ] || "$AR" rcs "$lib/lib$empty.a"
+done
+
+# 2. compiler-rt builtins: Debian's wasm32 build (no data relocations, so it links into PIC
+#    modules; its objects carry no feature constraints against shared memory).
+cp /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a "$lib/"
+
+# 3. libc++, libc++abi, libunwind from the LLVM sources shipped in the ziglang wheel.
+bash "$here/build-libcxx.sh"
+ln -sfn "$TOOLS" "$SYSROOT/tools"

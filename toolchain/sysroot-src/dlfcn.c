@@ -1,0 +1,88 @@
+/* dlopen/dlsym/dlclose/dlerror/dladdr over the WASIX host calls (namespace wasix_32v1), with
+ * the same argument conventions as wasix-libc so that programs built here also run on wasmer:
+ * strings are pointer + length, errors come back as a NUL-terminated message in a 256-byte
+ * buffer, and the guest's LD_LIBRARY_PATH is handed to the runtime. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DL_ERR_LEN 256
+
+#define WASIX_IMPORT(name) __attribute__((import_module("wasix_32v1"), import_name(name)))
+
+WASIX_IMPORT("dlopen")
+int32_t __wasix_dlopen(const char *path, uint32_t path_len, uint32_t flags, char *err_buf,
+                       uint32_t err_buf_len, const char *ld_library_path,
+                       uint32_t ld_library_path_len, uint32_t *out_handle);
+WASIX_IMPORT("dlsym")
+int32_t __wasix_dlsym(uint32_t handle, const char *symbol, uint32_t symbol_len, char *err_buf,
+                      uint32_t err_buf_len, uintptr_t *out);
+WASIX_IMPORT("dl_invalid_handle")
+int32_t __wasix_dl_invalid_handle(uint32_t handle);
+
+/* glibc keeps the pending error per thread; so do we. */
+static _Thread_local char dl_error[DL_ERR_LEN];
+static _Thread_local int dl_error_pending;
+
+static void set_error(const char *message, int err)
+{
+    if (message[0] != '\0')
+        strncpy(dl_error, message, DL_ERR_LEN - 1);
+    else
+        strncpy(dl_error, strerror(err), DL_ERR_LEN - 1);
+    dl_error[DL_ERR_LEN - 1] = '\0';
+    dl_error_pending = 1;
+}
+
+void *dlopen(const char *path, int flags)
+{
+    char err_buf[DL_ERR_LEN] = {0};
+    const char *ld_path = getenv("LD_LIBRARY_PATH");
+    uint32_t handle = 0;
+    int32_t err = __wasix_dlopen(path, path ? strlen(path) : 0, (uint32_t)flags, err_buf,
+                                 sizeof err_buf, ld_path, ld_path ? strlen(ld_path) : 0, &handle);
+    if (err != 0) {
+        set_error(err_buf, err);
+        return NULL;
+    }
+    return (void *)(uintptr_t)handle;
+}
+
+void *dlsym(void *restrict handle, const char *restrict symbol)
+{
+    char err_buf[DL_ERR_LEN] = {0};
+    uintptr_t out = 0;
+    int32_t err = __wasix_dlsym((uint32_t)(uintptr_t)handle, symbol, strlen(symbol), err_buf,
+                                sizeof err_buf, &out);
+    if (err != 0) {
+        set_error(err_buf, err);
+        return NULL;
+    }
+    return (void *)out;
+}
+
+int dlclose(void *handle)
+{
+    if (__wasix_dl_invalid_handle((uint32_t)(uintptr_t)handle) != 0) {
+        set_error("Invalid library handle", EINVAL);
+        return -1;
+    }
+    return 0;
+}
+
+char *dlerror(void)
+{
+    if (!dl_error_pending)
+        return NULL;
+    dl_error_pending = 0;
+    return dl_error;
+}
+
+int dladdr(const void *addr, Dl_info *info)
+{
+    (void)addr;
+    (void)info;
+    return 0;
+}

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""The wasix-dl compiler drivers (`wasix-cc`, `wasix-c++`) and the toolchain's cache key.
+
+The drivers take clang's usual flags and produce dynamically linked WebAssembly for WASIX:
+
+* without `-shared`: a PIE main module. It imports `env.memory` (shared, 4 GiB maximum),
+  exports the whole libc (so shared libraries and dlopen'ed modules bind to it) and records
+  each `.so` input as `needed` in its `dylink.0` section.
+* with `-shared`: a side module (shared library) that imports what it does not define and
+  exports `__wasix_init_tls` plus the TLS and relocation entry points the loader calls.
+* `-c`, `-S`, `-E`: compile only, with the flags every object of the sysroot was built with
+  (PIC, default visibility, atomics + bulk memory, exnref exceptions, setjmp on wasm EH).
+
+`-Wl,-rpath,'$ORIGIN'` writes the module's runtime-path. No external wasm-opt ever runs.
+
+Subcommands for scripts: `key` (hash of the sysroot's inputs), `cache-dir`, `sysroot`.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TOOLCHAIN_DIR = Path(__file__).resolve().parent
+# Files whose content decides what the sysroot contains.
+KEY_INPUTS = ["setup.sh", "build-sysroot.sh", "build-libcxx.sh", "sysroot-src"]
+
+FEATURE_FLAGS = ["-matomics", "-mbulk-memory", "-mmutable-globals", "-mnontrapping-fptoint",
+                 "-msign-ext"]
+EH_FLAGS = ["-fwasm-exceptions", "-mllvm", "-wasm-use-legacy-eh=false",
+            "-mllvm", "-wasm-enable-sjlj"]
+MAX_MEMORY = str(4 * 1024 * 1024 * 1024)
+# Entry points the loader calls on a module when it defines them.
+LOADER_EXPORTS = ["__wasm_call_ctors", "__wasm_apply_data_relocs", "__wasm_apply_tls_relocs",
+                  "__wasm_apply_global_tls_relocs", "__wasm_init_tls", "__tls_size",
+                  "__tls_align", "__tls_base", "__stack_low", "__stack_high"]
+SOURCE_SUFFIXES = {".c", ".cc", ".cpp", ".cxx", ".c++", ".C", ".s", ".S", ".m"}
+CXX_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".C"}
+
+
+class DriverError(Exception):
+    pass
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("WASIX_DL_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "wasix-dl"
+
+
+def key() -> str:
+    """Hash of every sysroot input (paths and contents, in a fixed order)."""
+    h = hashlib.sha256()
+    for name in KEY_INPUTS:
+        root = TOOLCHAIN_DIR / name
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            h.update(str(f.relative_to(TOOLCHAIN_DIR)).encode() + b"\0")
+            h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def sysroot() -> Path:
+    path = cache_dir() / f"sysroot-{key()}"
+    if not (path / ".complete").exists():
+        raise DriverError(
+            f"the wasix-dl toolchain is not set up (no {path}): run {TOOLCHAIN_DIR}/setup.sh")
+    return path
+
+
+def zig_tools(root: Path):
+    zigpkg = next((root / "tools" / "venv" / "lib").glob("python3*/site-packages/ziglang"))
+    return zigpkg / "zig", zigpkg / "lib"
+
+
+class Invocation:
+    """A driver command line split into what the compiler and what the linker needs."""
+
+    def __init__(self, argv, cxx):
+        self.cxx = cxx
+        self.output = None
+        self.shared = False
+        self.compile_only = False       # -c / -S / -E / -M
+        self.sources = []               # files clang compiles
+        self.link_inputs = []           # objects, archives, shared libraries, -l, in order
+        self.compile_flags = []         # flags for clang
+        self.link_flags = []            # flags for wasm-ld (from -Wl, -Xlinker, -L, ...)
+        self.info_only = False          # --version, -dumpmachine, -print-*
+        self._parse(list(argv))
+
+    def _parse(self, args):
+        i = 0
+        while i < len(args):
+            a = args[i]
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if a == "-o":
+                if nxt is None:
+                    raise DriverError("-o needs an argument")
+                self.output, i = nxt, i + 2
+                continue
+            if a.startswith("-o") and len(a) > 2:
+                self.output = a[2:]
+            elif a == "-shared":
+                self.shared = True
+            elif a in ("-pthread", "-pthreads") or a.startswith("-mthread-model"):
+                raise DriverError("threads (-pthread) are not supported by this toolchain yet: "
+                                  "the threaded libc is a later issue")
+            elif a in ("-c", "-S", "-E", "-M", "-MM", "-fsyntax-only"):
+                self.compile_only = True
+                self.compile_flags.append(a)
+            elif a in ("--version", "-v", "-dumpmachine", "-dumpversion") or a.startswith("-print-"):
+                self.info_only = True
+                self.compile_flags.append(a)
+            elif a.startswith("-Wl,"):
+                self._linker_args(a[4:].split(","))
+            elif a == "-Xlinker":
+                self._linker_args([nxt])
+                i += 1
+            elif a.startswith("-L"):
+                path = a[2:] or nxt
+                self.link_flags.append(f"-L{path}")
+                i += 0 if a[2:] else 1
+            elif a.startswith("-l"):
+                self.link_inputs.append(a if a[2:] else f"-l{nxt}")
+                i += 0 if a[2:] else 1
+            elif a in ("-static", "-pie", "-fPIE", "-fpie", "-no-pie", "-rdynamic", "-s",
+                       "-static-libgcc", "-nostartfiles", "-nodefaultlibs", "-nostdlib"):
+                pass  # the drivers always build PIC modules with the sysroot's runtime
+            elif a in ("-x", "-MF", "-MT", "-MQ", "-I", "-D", "-U", "-include", "-isystem",
+                       "-idirafter", "-iquote", "-imacros", "-arch", "-Xclang", "-mllvm",
+                       "-target", "-iprefix", "-iwithprefix"):
+                if nxt is None:
+                    raise DriverError(f"{a} needs an argument")
+                self.compile_flags += [a, nxt]
+                i += 2
+                continue
+            elif a.startswith("-"):
+                self.compile_flags.append(a)
+            elif Path(a).suffix in SOURCE_SUFFIXES:
+                self.sources.append(a)
+                if Path(a).suffix in CXX_SUFFIXES:
+                    self.cxx = True
+            else:
+                self.link_inputs.append(a)
+            i += 1
+
+    def _linker_args(self, items):
+        it = iter(items)
+        for item in it:
+            if item in ("-rpath", "--rpath", "-R"):
+                self.link_flags.append(f"--rpath={next(it, '')}")
+            elif item.startswith(("-rpath=", "--rpath=")):
+                self.link_flags.append("--rpath=" + item.split("=", 1)[1])
+            elif item in ("-soname", "-h") or item.startswith(("-soname=", "--soname=")):
+                if "=" not in item:
+                    next(it, None)  # wasm modules have no soname; the file name is the name
+            elif item in ("--as-needed", "--no-as-needed", "-z", "--enable-new-dtags",
+                          "--disable-new-dtags", "-O1", "-O2", "--hash-style=gnu", "-Bsymbolic"):
+                if item == "-z":
+                    next(it, None)
+            else:
+                self.link_flags.append(item)
+
+
+def compile_command(root: Path, inv: Invocation, zig: Path, ziglib: Path, cxx: bool):
+    cmd = [str(zig), "clang", *(["--driver-mode=g++"] if cxx else []), "--target=wasm32-wasip1",
+           f"--sysroot={root}", "-resource-dir", str(ziglib), "-fPIC", "-fvisibility=default",
+           "-fno-stack-protector", *FEATURE_FLAGS, *EH_FLAGS]
+    if cxx:
+        cmd += ["-nostdinc++", "-isystem", str(root / "include" / "c++" / "v1")]
+    return cmd + inv.compile_flags
+
+
+def link_command(root: Path, inv: Invocation, zig: Path, objects, output):
+    lib = root / "lib"
+    cmd = [str(zig), "wasm-ld", "--experimental-pic", "--shared-memory",
+           f"--max-memory={MAX_MEMORY}", "--unresolved-symbols=import-dynamic",
+           f"-L{lib}", "-o", output]
+    cmd += [f"--export-if-defined={name}" for name in LOADER_EXPORTS]
+    if inv.shared:
+        cmd += ["-shared", "--no-entry", "--export=__wasix_init_tls", str(lib / "scrt1.o")]
+    else:
+        # Export everything visible, including the whole libc, for the libraries to bind to.
+        cmd += ["-pie", "--import-memory", "--export-dynamic", str(lib / "crt1-command.o")]
+    cmd += inv.link_flags + objects + inv.link_inputs
+    if inv.shared:
+        if inv.cxx:
+            cmd += ["-lunwind"]  # a hidden copy: its landing-pad context is per module
+    else:
+        runtime = ["-lc++", "-lc++abi", "-lunwind"] if inv.cxx else []
+        cmd += ["--whole-archive", *runtime, "-lc", "--no-whole-archive"]
+    cmd += [str(lib / "libclang_rt.builtins-wasm32.a")]
+    return cmd
+
+
+def run(cmd):
+    if os.environ.get("WASIX_CC_VERBOSE"):
+        print(" ".join(cmd), file=sys.stderr)
+    return subprocess.call(cmd)
+
+
+def drive(argv, cxx) -> int:
+    root = sysroot()
+    zig, ziglib = zig_tools(root)
+    inv = Invocation(argv, cxx)
+    if inv.info_only or inv.compile_only:
+        cmd = compile_command(root, inv, zig, ziglib, inv.cxx)
+        if inv.output:
+            cmd += ["-o", inv.output]
+        return run(cmd + inv.sources)
+    if not inv.sources and not inv.link_inputs:
+        raise DriverError("no input files")
+    output = inv.output or "a.out"
+    tmp = tempfile.mkdtemp(prefix="wasix-cc-")
+    try:
+        objects = []
+        for n, src in enumerate(inv.sources):
+            obj = os.path.join(tmp, f"{n}-{Path(src).stem}.o")
+            is_cxx = inv.cxx if not Path(src).suffix == ".c" else False
+            rc = run(compile_command(root, inv, zig, ziglib, is_cxx) + ["-c", src, "-o", obj])
+            if rc != 0:
+                return rc
+            objects.append(obj)
+        return run(link_command(root, inv, zig, objects, output))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv) -> int:
+    try:
+        if len(argv) >= 2 and argv[1] == "key":
+            print(key())
+        elif len(argv) >= 2 and argv[1] == "cache-dir":
+            print(cache_dir())
+        elif len(argv) >= 2 and argv[1] == "sysroot":
+            print(sysroot())
+        elif len(argv) >= 2 and argv[1] in ("cc", "c++"):
+            return drive(argv[2:], cxx=argv[1] == "c++")
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+        return 0
+    except DriverError as e:
+        name = "wasix-c++" if len(argv) > 1 and argv[1] == "c++" else "wasix-cc"
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
