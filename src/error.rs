@@ -22,10 +22,16 @@ pub enum Error {
         field: String,
         reason: String,
     },
-    #[error(
-        "{module}: needs shared libraries ({needed}), but loading libraries is not implemented yet"
-    )]
-    LibrariesNotImplemented { module: String, needed: String },
+    #[error("{library}: cannot open shared library: not found (needed by {requester}); tried: {}", tried.join(", "))]
+    LibraryNotFound {
+        library: String,
+        requester: String,
+        tried: Vec<String>,
+    },
+    #[error("{library}: cannot read shared library: {reason}")]
+    LibraryRead { library: String, reason: String },
+    #[error("{module}: not a shared library (no dylink.0 section)")]
+    NotSharedLibrary { module: String },
     #[error("{module}: failed to compile: {reason}")]
     Compile { module: String, reason: String },
     #[error("{module}: failed to instantiate: {reason}")]

@@ -31,8 +31,15 @@ mod bind;
 mod dylink;
 mod error;
 mod fs;
+mod group;
+mod init;
 mod layout;
+mod linker;
+mod load;
 mod run;
+mod scope;
+mod search;
+mod trampoline;
 
 use std::path::PathBuf;
 

@@ -5,10 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasmer::{
-    Engine, Instance, Memory, MemoryType, Module, Pages, RuntimeError, Store, Table, TableType,
-    Type, Value,
-};
+use wasmer::{Engine, Instance, Module, RuntimeError, Store};
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::wasmer_wasix_types::wasix::WasiMemoryLayout;
 use wasmer_wasix::{
@@ -16,11 +13,12 @@ use wasmer_wasix::{
     WasiModuleTreeHandles,
 };
 
-use crate::bind::{self, GroupObjects};
-use crate::dylink::{self, DylinkInfo};
+use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
-use crate::layout::{self, MainLayout};
+use crate::init;
+use crate::linker::{self, SearchEnv};
+use crate::load::{GuestFs, LoadedModule};
 
 /// Exit status of a run that ended in a trap (what a shell shows for a native `abort()`).
 pub const TRAP_EXIT_CODE: i32 = 134;
@@ -61,16 +59,23 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
         reason: e.to_string(),
     })?;
     let mut store = Store::new(engine.clone());
-    let builder = wasi_builder(config, &engine, tokio.handle())?;
+    let guest_fs = GuestFs {
+        fs: Arc::new(fs::build(&config.dirs, tokio.handle())?),
+        tokio: tokio.handle().clone(),
+    };
+    let builder = wasi_builder(config, &engine, &guest_fs)?;
 
-    let (instance, func_env) = match &dylink {
+    let (instance, func_env) = match dylink {
         None => builder
             .instantiate(module, &mut store)
             .map_err(|e| Error::Instantiate {
                 module: name.clone(),
                 reason: e.to_string(),
             })?,
-        Some(info) => instantiate_main(config, &name, module, info, builder, &mut store)?,
+        Some(info) => {
+            let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, module)?;
+            instantiate_main(config, main, builder, &guest_fs, &mut store)?
+        }
     };
 
     let status = call_start(&name, &instance, &mut store);
@@ -102,21 +107,22 @@ pub fn new_engine() -> Engine {
 fn wasi_builder(
     config: &RunConfig,
     engine: &Engine,
-    tokio: &tokio::runtime::Handle,
+    guest_fs: &GuestFs,
 ) -> Result<WasiEnvBuilder, Error> {
     let program = config
         .module
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| "main.wasm".into());
-    let mut runtime = PluggableRuntime::new(Arc::new(TokioTaskManager::new(tokio.clone())));
+    let mut runtime =
+        PluggableRuntime::new(Arc::new(TokioTaskManager::new(guest_fs.tokio.clone())));
     runtime.set_engine(engine.clone());
 
     let mut builder = WasiEnvBuilder::new(program)
         .args(&config.args)
         .envs(config.envs.iter().map(|(k, v)| (k.clone(), v.clone())))
         .runtime(Arc::new(runtime));
-    builder.set_mount_fs(fs::build(&config.dirs, tokio)?);
+    builder.set_fs(guest_fs.fs.clone());
     builder
         .add_preopen_dir("/")
         .map_err(|e| Error::Wasi(e.to_string()))?;
@@ -138,92 +144,79 @@ fn guest_cwd(config: &RunConfig) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// Instantiates a PIE main module (one with `dylink.0`): lays out memory and table, binds its
-/// imports, fills its GOT, hands the instance to wasmer-wasix and applies data relocations.
+/// Instantiates a PIE main module (one with `dylink.0`) with the libraries it needs: loads and
+/// lays them out, binds every import, hands main's instance to wasmer-wasix, then applies
+/// relocations and runs the libraries' constructors in dependency order.
 fn instantiate_main(
     config: &RunConfig,
-    name: &str,
-    module: Module,
-    info: &DylinkInfo,
+    main: LoadedModule,
     builder: WasiEnvBuilder,
+    guest_fs: &GuestFs,
     store: &mut Store,
 ) -> Result<(Instance, WasiFunctionEnv), Error> {
-    if !info.needed.is_empty() {
-        return Err(Error::LibrariesNotImplemented {
-            module: name.to_string(),
-            needed: info.needed.join(", "),
-        });
-    }
-    let layout: MainLayout = layout::main_layout(name, info, config.stack_size)?;
-    let func_env = builder
+    let engine = store.engine().clone();
+    let name = main.name.clone();
+    let mut func_env = builder
         .finalize(store)
         .map_err(|e| Error::Wasi(e.to_string()))?;
     let wasi_imports = func_env
-        .import_object_for_all_wasi_versions(store, &module)
+        .import_object_for_all_wasi_versions(store, &main.module)
         .map_err(|e| Error::Instantiate {
             module: name.to_string(),
             reason: format!("no WASI imports: {e}"),
         })?;
-
-    let layout_err = |reason: String| Error::Layout {
-        module: name.to_string(),
-        reason,
+    let cwd = guest_cwd(config);
+    let ld_library_path: Vec<String> = config
+        .envs
+        .iter()
+        .filter(|(k, _)| k == "LD_LIBRARY_PATH")
+        .flat_map(|(_, v)| v.split(':').map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let search = SearchEnv {
+        fs: guest_fs,
+        cwd: &cwd,
+        ld_library_path: &ld_library_path,
     };
-    let memory = Memory::new(
+    let (linker, group) = linker::start(
         store,
-        MemoryType::new(Pages(layout.initial_pages), Some(Pages(65536)), true),
-    )
-    .map_err(|e| layout_err(format!("cannot create the memory: {e}")))?;
-    let table = Table::new(
-        store,
-        TableType::new(Type::FuncRef, layout.table_min, None),
-        Value::FuncRef(None),
-    )
-    .map_err(|e| layout_err(format!("cannot create the table: {e}")))?;
-    let objects = GroupObjects {
-        memory: memory.clone(),
-        table: table.clone(),
-        stack_pointer: wasmer::Global::new_mut(store, Value::I32(layout.stack_high as i32)),
-        cpp_exception: bind::new_tag(store),
-        c_longjmp: bind::new_tag(store),
-    };
-    let bound = bind::main_imports(store, name, &module, info, &layout, &objects, &wasi_imports)?;
-    let instance =
-        Instance::new(store, &module, &bound.imports).map_err(|e| Error::Instantiate {
-            module: name.to_string(),
-            reason: e.to_string(),
-        })?;
-    bind::resolve_main_got(store, name, &instance, &layout, &table, &bound.pending_got)?;
+        &engine,
+        main,
+        &search,
+        config.stack_size,
+        &wasi_imports,
+    )?;
+    let instance = group.instances[0].clone().expect("main is instantiated");
 
     let handles = WasiModuleTreeHandles::Static(WasiModuleInstanceHandles::new(
-        memory,
+        group.memory.clone(),
         store,
         instance.clone(),
-        Some(table),
+        Some(group.table.clone()),
     ));
     let stack = WasiMemoryLayout {
-        stack_upper: layout.stack_high.into(),
-        stack_lower: layout.stack_low.into(),
+        stack_upper: linker.layout.stack_high.into(),
+        stack_lower: linker.layout.stack_low.into(),
         guard_size: 0,
-        stack_size: (layout.stack_high - layout.stack_low).into(),
+        stack_size: (linker.layout.stack_high - linker.layout.stack_low).into(),
         tls_base: None,
     };
-    let mut func_env = func_env;
     func_env
         .initialize_handles_and_layout(store, instance.clone(), handles, Some(stack), true)
         .map_err(|e| Error::Instantiate {
             module: name.to_string(),
             reason: e.to_string(),
         })?;
-
-    if let Ok(apply) = instance.exports.get_function("__wasm_apply_data_relocs") {
-        apply.call(store, &[]).map_err(|e| Error::Trap {
-            module: name.to_string(),
-            function: "__wasm_apply_data_relocs".into(),
-            reason: e.message(),
-        })?;
-    }
+    init::initialize(store, &linker, &group, &linker.init_order())?;
     Ok((instance, func_env))
+}
+
+/// The main module's path in the guest, if it lies inside a mapped directory.
+fn guest_path(config: &RunConfig) -> Option<PathBuf> {
+    let host = std::fs::canonicalize(&config.module).ok()?;
+    config.dirs.iter().find_map(|d| {
+        let rel = host.strip_prefix(&d.host).ok()?;
+        Some(d.guest.join(rel))
+    })
 }
 
 /// Calls `_start` and turns its outcome into an exit status or a readable trap.

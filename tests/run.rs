@@ -162,19 +162,29 @@ fn a_plain_wasi_module_without_dylink_runs_through_wasmer_wasix() {
 }
 
 #[test]
-fn a_main_that_needs_libraries_gets_a_clear_error() {
+fn a_main_and_its_library_found_through_runpath_origin() {
+    let out = run_in(fixtures(), &["--dir", ".", "uses_side.wasm"], b"");
+    assert_eq!(stdout(&out), "45\n", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_missing_library_names_the_library_the_requester_and_every_path_tried() {
+    // Outside any mapped directory the main module has no $ORIGIN: only the defaults remain.
     let out = run_in(
         fixtures(),
         &[fixture("uses_side.wasm").to_str().unwrap()],
         b"",
     );
     assert_eq!(out.status.code(), Some(127));
-    let err = stderr(&out);
-    assert!(
-        err.contains("uses_side.wasm")
-            && err.contains("libside.so")
-            && err.contains("not implemented yet"),
-        "stderr: {err}"
+    let main = fixture("uses_side.wasm");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "wasix-dl: error: libside.so: cannot open shared library: not found (needed by {}); \
+             tried: /lib/libside.so, /usr/lib/libside.so, /usr/local/lib/libside.so\n",
+            main.display()
+        )
     );
 }
 

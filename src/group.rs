@@ -1,0 +1,96 @@
+//! One thread's instance group (DESIGN: tables and funcrefs cannot cross wasmer Stores): the
+//! shared memory, this thread's table, stack pointer and exception tags, and one instance of
+//! every loaded module.
+
+use wasmer::{AsStoreMut, Global, Instance, Memory, Table, TableType, Tag, Type, Value};
+
+use crate::error::Error;
+use crate::linker::Linker;
+
+pub struct InstanceGroup {
+    pub memory: Memory,
+    pub table: Table,
+    pub stack_pointer: Global,
+    /// One tag of each kind per group, shared by all its modules, so that C++ exceptions and
+    /// longjmp cross module boundaries (DESIGN decision 9).
+    pub cpp_exception: Tag,
+    pub c_longjmp: Tag,
+    /// By module id; `None` until instantiated.
+    pub instances: Vec<Option<Instance>>,
+}
+
+impl InstanceGroup {
+    pub fn new(
+        store: &mut impl AsStoreMut,
+        memory: Memory,
+        table_size: u32,
+        stack_high: u32,
+    ) -> Result<Self, Error> {
+        let table = Table::new(
+            store,
+            TableType::new(Type::FuncRef, table_size, None),
+            Value::FuncRef(None),
+        )
+        .map_err(|e| Error::Layout {
+            module: "(table)".into(),
+            reason: format!("cannot create a table of {table_size} slots: {e}"),
+        })?;
+        Ok(InstanceGroup {
+            memory,
+            table,
+            stack_pointer: Global::new_mut(store, Value::I32(stack_high as i32)),
+            cpp_exception: Tag::new(store, vec![Type::I32]),
+            c_longjmp: Tag::new(store, vec![Type::I32]),
+            instances: Vec::new(),
+        })
+    }
+
+    /// Puts the function that owns table slot `slot` there, if its module is instantiated in
+    /// this group (else the slot is filled when it is). Grows the table as needed.
+    pub fn fill_slot(
+        &self,
+        store: &mut impl AsStoreMut,
+        linker: &Linker,
+        slot: u32,
+    ) -> Result<(), Error> {
+        let Some((provider, name)) = linker.slot_owner(slot) else {
+            return Ok(());
+        };
+        let Some(instance) = &self.instances[provider] else {
+            return Ok(());
+        };
+        let fail = |reason: String| Error::Bind {
+            module: linker.modules[provider].name.clone(),
+            import_module: "(table)".into(),
+            field: name.to_string(),
+            reason,
+        };
+        let function = instance
+            .exports
+            .get_function(name)
+            .map_err(|e| fail(e.to_string()))?
+            .clone();
+        let size = self.table.size(store);
+        if slot >= size {
+            self.table
+                .grow(store, slot + 1 - size, Value::FuncRef(None))
+                .map_err(|e| fail(format!("cannot grow the table: {e}")))?;
+        }
+        self.table
+            .set(store, slot, Value::FuncRef(Some(function)))
+            .map_err(|e| fail(e.to_string()))
+    }
+
+    /// Fills every slot handed out for functions of `provider` (after it is instantiated).
+    pub fn fill_slots_of(
+        &self,
+        store: &mut impl AsStoreMut,
+        linker: &Linker,
+        provider: usize,
+    ) -> Result<(), Error> {
+        for slot in linker.slots_of(provider) {
+            self.fill_slot(store, linker, slot)?;
+        }
+        Ok(())
+    }
+}

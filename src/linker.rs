@@ -1,0 +1,175 @@
+//! The process-wide link state — loaded modules, their regions, the global scope, and the one
+//! table slot of every function whose address was taken (DESIGN decision 3) — and the start-up
+//! sequence that loads a main module with its libraries into the first instance group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use wasmer::{AsStoreMut, Engine, Imports, Memory, MemoryType, Pages};
+
+use crate::bind::{self, PendingGot};
+use crate::error::Error;
+use crate::group::InstanceGroup;
+use crate::layout::{self, Layout, Region};
+use crate::load::{self, GuestFs, LoadedModule};
+use crate::scope::{self, ModuleId, SymbolKind};
+
+pub struct Linker {
+    /// Every loaded module; index = [`ModuleId`], 0 is the main module.
+    pub modules: Vec<LoadedModule>,
+    pub regions: Vec<Region>,
+    pub layout: Layout,
+    /// Main, then its libraries breadth-first in load order.
+    pub global_scope: Vec<ModuleId>,
+    /// Table slot → (module, exported function) for every slot handed out.
+    slot_owners: BTreeMap<u32, (ModuleId, String)>,
+    slots: HashMap<(ModuleId, String), u32>,
+    next_slot: u32,
+}
+
+/// Where start-up looks for libraries.
+pub struct SearchEnv<'a> {
+    pub fs: &'a GuestFs,
+    pub cwd: &'a Path,
+    pub ld_library_path: &'a [String],
+}
+
+impl Linker {
+    /// Looks `name` up in `scope` with ELF's rules.
+    pub fn lookup(&self, scope: &[ModuleId], name: &str) -> Option<(ModuleId, SymbolKind)> {
+        scope::lookup(scope, |id| &self.modules[id].symbols, name)
+    }
+
+    /// The one table slot of `provider`'s exported function `name`: where the module's own
+    /// element segment put it, else a slot handed out now and kept for good.
+    pub fn func_slot(&mut self, provider: ModuleId, name: &str) -> u32 {
+        let key = (provider, name.to_string());
+        if let Some(&slot) = self.slots.get(&key) {
+            return slot;
+        }
+        let slot = match self.modules[provider].own_slots.get(name) {
+            Some(&relative) => self.regions[provider].table_base + relative,
+            None => {
+                let slot = self.next_slot;
+                self.next_slot += 1;
+                slot
+            }
+        };
+        self.slots.insert(key.clone(), slot);
+        self.slot_owners.insert(slot, key);
+        slot
+    }
+
+    pub fn slot_owner(&self, slot: u32) -> Option<(ModuleId, &str)> {
+        self.slot_owners
+            .get(&slot)
+            .map(|(id, name)| (*id, name.as_str()))
+    }
+
+    /// Slots handed out for functions of `provider`, in slot order.
+    pub fn slots_of(&self, provider: ModuleId) -> Vec<u32> {
+        self.slot_owners
+            .iter()
+            .filter(|(_, (id, _))| *id == provider)
+            .map(|(slot, _)| *slot)
+            .collect()
+    }
+
+    /// Initialisation order: dependencies before the modules that need them (depth-first
+    /// post-order over `needed` from the main module; cycles are broken where first seen).
+    pub fn init_order(&self) -> Vec<ModuleId> {
+        fn visit(linker: &Linker, id: ModuleId, seen: &mut Vec<bool>, out: &mut Vec<ModuleId>) {
+            if std::mem::replace(&mut seen[id], true) {
+                return;
+            }
+            for &dep in &linker.modules[id].needed {
+                visit(linker, dep, seen, out);
+            }
+            out.push(id);
+        }
+        let mut seen = vec![false; self.modules.len()];
+        let mut out = Vec::with_capacity(self.modules.len());
+        visit(self, 0, &mut seen, &mut out);
+        out
+    }
+}
+
+/// Loads `main` and, breadth-first, every library it needs; lays them out; creates the first
+/// instance group and instantiates every module in it with all imports and GOT entries bound.
+/// Relocations and constructors are left to [`crate::init`].
+pub fn start(
+    store: &mut impl AsStoreMut,
+    engine: &Engine,
+    main: LoadedModule,
+    search: &SearchEnv,
+    stack_size: u32,
+    wasi: &Imports,
+) -> Result<(Linker, InstanceGroup), Error> {
+    let mut modules = vec![main];
+    load::load_needed(
+        engine,
+        search.fs,
+        &mut modules,
+        0,
+        &|_| None,
+        search.cwd,
+        search.ld_library_path,
+    )?;
+    let described: Vec<(&str, &crate::dylink::DylinkInfo)> =
+        modules.iter().map(|m| (m.name.as_str(), &m.info)).collect();
+    let layout = layout::startup_layout(&described, stack_size)?;
+
+    // At least what each module declares, so every module's own minimum is satisfied.
+    let declared_pages = modules
+        .iter()
+        .flat_map(|m| {
+            m.module
+                .imports()
+                .memories()
+                .map(|i| i.ty().minimum.0)
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0);
+    let pages = layout.initial_pages.max(declared_pages);
+    let memory = Memory::new(
+        store,
+        MemoryType::new(Pages(pages), Some(Pages(65536)), true),
+    )
+    .map_err(|e| Error::Layout {
+        module: modules[0].name.clone(),
+        reason: format!("cannot create a memory of {pages} pages: {e}"),
+    })?;
+    let mut group = InstanceGroup::new(store, memory, layout.table_end, layout.stack_high)?;
+    group.instances = vec![None; modules.len()];
+
+    let count = modules.len();
+    let mut linker = Linker {
+        regions: layout.regions.clone(),
+        next_slot: layout.table_end,
+        layout,
+        global_scope: (0..count).collect(),
+        modules,
+        slot_owners: BTreeMap::new(),
+        slots: HashMap::new(),
+    };
+    // Main first, then libraries deepest first: calls into an instantiated module are direct,
+    // the rest (main's calls into its libraries, cycles) go through trampolines.
+    let order = std::iter::once(0).chain((1..count).rev());
+    let scope = linker.global_scope.clone();
+    let mut pending: Vec<PendingGot> = Vec::new();
+    for id in order {
+        bind::instantiate(
+            store,
+            &mut linker,
+            &mut group,
+            id,
+            &scope,
+            wasi,
+            &mut pending,
+        )?;
+        group.fill_slots_of(store, &linker, id)?;
+    }
+    bind::resolve_got(store, &mut linker, &group, &scope, &pending)?;
+    Ok((linker, group))
+}
