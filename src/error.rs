@@ -36,6 +36,9 @@ pub enum Error {
     Compile { module: String, reason: String },
     #[error("{module}: failed to instantiate: {reason}")]
     Instantiate { module: String, reason: String },
+    /// A run-time dlopen/dlsym failure, reported to the guest through dlerror().
+    #[error("{message}")]
+    Dl { message: String },
     #[error("invalid --dir {spec}: {reason}")]
     Dir { spec: String, reason: String },
     #[error("WASI environment: {0}")]

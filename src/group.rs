@@ -7,6 +7,7 @@ use wasmer::{AsStoreMut, Global, Instance, Memory, Table, TableType, Tag, Type, 
 use crate::error::Error;
 use crate::linker::Linker;
 
+#[derive(Clone)]
 pub struct InstanceGroup {
     pub memory: Memory,
     pub table: Table,

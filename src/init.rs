@@ -16,43 +16,49 @@ const RELOCATIONS: [&str; 3] = [
     "__wasm_apply_global_tls_relocs",
 ];
 
-fn call(
-    store: &mut impl AsStoreMut,
-    linker: &Linker,
-    instance: &Instance,
-    id: ModuleId,
-    function: &str,
-) -> Result<(), Error> {
-    let Ok(f) = instance.exports.get_function(function) else {
-        return Ok(());
-    };
-    f.call(store, &[]).map(drop).map_err(|e| Error::Trap {
-        module: linker.modules[id].name.clone(),
-        function: function.to_string(),
-        reason: e.message(),
-    })
+/// A module to initialise: its id, its name for messages and its instance.
+pub struct ToInit {
+    pub id: ModuleId,
+    pub name: String,
+    pub instance: Instance,
 }
 
-/// Applies relocations of `ids`, then runs the constructors of those that are libraries.
-pub fn initialize(
-    store: &mut impl AsStoreMut,
-    linker: &Linker,
-    group: &InstanceGroup,
-    ids: &[ModuleId],
-) -> Result<(), Error> {
-    for &id in ids {
-        let instance = group.instances[id]
-            .as_ref()
-            .expect("instantiated before init");
+impl ToInit {
+    /// `ids` of `linker`, instantiated in `group`, in the given order.
+    pub fn list(linker: &Linker, group: &InstanceGroup, ids: &[ModuleId]) -> Vec<ToInit> {
+        ids.iter()
+            .map(|&id| ToInit {
+                id,
+                name: linker.modules[id].name.clone(),
+                instance: group.instances[id]
+                    .clone()
+                    .expect("instantiated before init"),
+            })
+            .collect()
+    }
+
+    fn call(&self, store: &mut impl AsStoreMut, function: &str) -> Result<(), Error> {
+        let Ok(f) = self.instance.exports.get_function(function) else {
+            return Ok(());
+        };
+        f.call(store, &[]).map(drop).map_err(|e| Error::Trap {
+            module: self.name.clone(),
+            function: function.to_string(),
+            reason: e.message(),
+        })
+    }
+}
+
+/// Applies the relocations of `modules`, then runs the constructors of those that are
+/// libraries. Runs guest code: no lock may be held (a constructor may call dlopen).
+pub fn initialize(store: &mut impl AsStoreMut, modules: &[ToInit]) -> Result<(), Error> {
+    for module in modules {
         for function in RELOCATIONS {
-            call(store, linker, instance, id, function)?;
+            module.call(store, function)?;
         }
     }
-    for &id in ids.iter().filter(|&&id| id != 0) {
-        let instance = group.instances[id]
-            .as_ref()
-            .expect("instantiated before init");
-        call(store, linker, instance, id, "__wasm_call_ctors")?;
+    for module in modules.iter().filter(|m| m.id != 0) {
+        module.call(store, "__wasm_call_ctors")?;
     }
     Ok(())
 }

@@ -36,10 +36,12 @@ mod init;
 mod layout;
 mod linker;
 mod load;
+mod open;
 mod run;
 mod scope;
 mod search;
 mod trampoline;
+mod wasix;
 
 use std::path::PathBuf;
 

@@ -24,7 +24,16 @@ pub struct Linker {
     /// Table slot → (module, exported function) for every slot handed out.
     slot_owners: BTreeMap<u32, (ModuleId, String)>,
     slots: HashMap<(ModuleId, String), u32>,
-    next_slot: u32,
+    /// First table slot never handed out (functions' slots and dlopen'ed modules' regions).
+    pub next_slot: u32,
+    /// Open dlopen handles: handle value → (module, reference count). The value of a module's
+    /// handle is its id + 1, so `0` stays `RTLD_DEFAULT`.
+    pub handles: BTreeMap<u32, (ModuleId, u32)>,
+}
+
+/// The handle value of a module (its id + 1: `0` is `RTLD_DEFAULT`).
+pub fn handle_of(id: ModuleId) -> u32 {
+    id as u32 + 1
 }
 
 /// Where start-up looks for libraries.
@@ -75,10 +84,11 @@ impl Linker {
             .collect()
     }
 
-    /// Initialisation order: dependencies before the modules that need them (depth-first
-    /// post-order over `needed` from the main module; cycles are broken where first seen).
-    pub fn init_order(&self) -> Vec<ModuleId> {
-        fn visit(linker: &Linker, id: ModuleId, seen: &mut Vec<bool>, out: &mut Vec<ModuleId>) {
+    /// Initialisation order of `root` and what it needs, among the modules from `first` on:
+    /// dependencies before the modules that need them (depth-first post-order over `needed`;
+    /// cycles are broken where first seen).
+    pub fn init_order(&self, root: ModuleId, first: ModuleId) -> Vec<ModuleId> {
+        fn visit(linker: &Linker, id: ModuleId, seen: &mut [bool], out: &mut Vec<ModuleId>) {
             if std::mem::replace(&mut seen[id], true) {
                 return;
             }
@@ -87,10 +97,53 @@ impl Linker {
             }
             out.push(id);
         }
-        let mut seen = vec![false; self.modules.len()];
-        let mut out = Vec::with_capacity(self.modules.len());
-        visit(self, 0, &mut seen, &mut out);
+        let mut seen: Vec<bool> = (0..self.modules.len()).map(|id| id < first).collect();
+        let mut out = Vec::new();
+        visit(self, root, &mut seen, &mut out);
         out
+    }
+
+    /// The local scope of `root`: it and its dependencies, breadth-first.
+    pub fn local_scope(&self, root: ModuleId) -> Vec<ModuleId> {
+        let mut scope = vec![root];
+        let mut next = 0;
+        while next < scope.len() {
+            for &dep in &self.modules[scope[next]].needed {
+                if !scope.contains(&dep) {
+                    scope.push(dep);
+                }
+            }
+            next += 1;
+        }
+        scope
+    }
+
+    /// The module loaded from canonical guest path `path`, if any.
+    pub fn by_path(&self, path: &Path) -> Option<ModuleId> {
+        self.modules
+            .iter()
+            .position(|m| m.path.as_deref() == Some(path))
+    }
+
+    /// Forgets every module from `first` on and every slot from `first_slot` on: the undo of
+    /// a failed load (their memory is given back by the caller).
+    pub fn truncate(&mut self, first: ModuleId, first_slot: u32) {
+        self.modules.truncate(first);
+        self.regions.truncate(first);
+        let dropped: Vec<u32> = self
+            .slot_owners
+            .iter()
+            .filter(|(slot, (id, _))| **slot >= first_slot || *id >= first)
+            .map(|(slot, _)| *slot)
+            .collect();
+        for slot in dropped {
+            if let Some(key) = self.slot_owners.remove(&slot) {
+                self.slots.remove(&key);
+            }
+        }
+        self.next_slot = first_slot;
+        self.global_scope.retain(|id| *id < first);
+        self.handles.retain(|_, (id, _)| *id < first);
     }
 }
 
@@ -152,6 +205,7 @@ pub fn start(
         modules,
         slot_owners: BTreeMap::new(),
         slots: HashMap::new(),
+        handles: BTreeMap::from([(handle_of(0), (0, 1))]),
     };
     // Main first, then libraries deepest first: calls into an instantiated module are direct,
     // the rest (main's calls into its libraries, cycles) go through trampolines.

@@ -137,18 +137,19 @@ pub fn compile_library(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Loa
 }
 
 /// Loads every library `modules` need, breadth-first in `needed` order (ELF's load order),
-/// each file once. `modules` holds the roots (the main module, or a dlopen'ed library);
+/// each file once. `modules` holds the root (the main module, or a dlopen'ed library) and
+/// receives the new libraries; the module at position `p` gets id `id_offset + p`.
 /// `existing` maps canonical paths of modules loaded before to their ids.
 pub fn load_needed(
     engine: &Engine,
     fs: &GuestFs,
     modules: &mut Vec<LoadedModule>,
-    first_new: ModuleId,
+    id_offset: ModuleId,
     existing: &dyn Fn(&Path) -> Option<ModuleId>,
     cwd: &Path,
     ld_library_path: &[String],
 ) -> Result<(), Error> {
-    let mut next = first_new;
+    let mut next = 0;
     while next < modules.len() {
         let needed = modules[next].info.needed.clone();
         let mut ids = Vec::with_capacity(needed.len());
@@ -167,14 +168,14 @@ pub fn load_needed(
             };
             let id = if let Some(id) = existing(&found.path) {
                 id
-            } else if let Some(id) = modules
+            } else if let Some(p) = modules
                 .iter()
                 .position(|m| m.path.as_ref() == Some(&found.path))
             {
-                id
+                id_offset + p
             } else {
                 modules.push(compile_library(engine, &found.path, &found.bytes)?);
-                modules.len() - 1
+                id_offset + modules.len() - 1
             };
             ids.push(id);
         }

@@ -3,9 +3,9 @@
 //! relocations, `_start`, and the exit status.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use wasmer::{Engine, Instance, Module, RuntimeError, Store};
+use wasmer::{Engine, FunctionEnv, Instance, Module, RuntimeError, Store};
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::wasmer_wasix_types::wasix::WasiMemoryLayout;
 use wasmer_wasix::{
@@ -16,9 +16,11 @@ use wasmer_wasix::{
 use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
-use crate::init;
+use crate::init::{self, ToInit};
 use crate::linker::{self, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
+use crate::open::{DlState, Loaded};
+use crate::wasix;
 
 /// Exit status of a run that ended in a trap (what a shell shows for a native `abort()`).
 pub const TRAP_EXIT_CODE: i32 = 134;
@@ -159,13 +161,23 @@ fn instantiate_main(
     let mut func_env = builder
         .finalize(store)
         .map_err(|e| Error::Wasi(e.to_string()))?;
-    let wasi_imports = func_env
+    let mut wasi_imports = func_env
         .import_object_for_all_wasi_versions(store, &main.module)
         .map_err(|e| Error::Instantiate {
             module: name.to_string(),
             reason: format!("no WASI imports: {e}"),
         })?;
     let cwd = guest_cwd(config);
+    let dl_env = FunctionEnv::new(
+        store,
+        DlState {
+            loaded: None,
+            fs: guest_fs.clone(),
+            engine: engine.clone(),
+            cwd: cwd.clone(),
+        },
+    );
+    wasix::define(store, &dl_env, &mut wasi_imports);
     let ld_library_path: Vec<String> = config
         .envs
         .iter()
@@ -206,7 +218,13 @@ fn instantiate_main(
             module: name.to_string(),
             reason: e.to_string(),
         })?;
-    init::initialize(store, &linker, &group, &linker.init_order())?;
+    let to_init = ToInit::list(&linker, &group, &linker.init_order(0, 0));
+    dl_env.as_mut(store).loaded = Some(Loaded {
+        linker: Arc::new(Mutex::new(linker)),
+        group,
+        wasi: wasi_imports,
+    });
+    init::initialize(store, &to_init)?;
     Ok((instance, func_env))
 }
 

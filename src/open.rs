@@ -1,0 +1,388 @@
+//! `dlopen` and `dlsym` at run time (glibc's `dl-open.c` and `dl-sym.c` in spirit): find and
+//! load a library with what it needs, place it, bind it, initialise it — or, on any failure,
+//! leave no trace (DESIGN decision 5) — and look symbols up in a handle's scope.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use wasmer::{AsStoreMut, AsStoreRef, Engine, FunctionEnvMut, Imports, Value};
+
+use crate::bind::{self, PendingGot};
+use crate::error::Error;
+use crate::group::InstanceGroup;
+use crate::init::{self, ToInit};
+use crate::layout::Region;
+use crate::linker::{handle_of, Linker};
+use crate::load::{self, GuestFs};
+use crate::scope::{ModuleId, SymbolKind};
+use crate::search::{Requester, SearchContext};
+
+/// dlopen flags (wasix-libc's `<dlfcn.h>`).
+pub const RTLD_GLOBAL: u32 = 4;
+pub const RTLD_NOLOAD: u32 = 8;
+
+/// What the DL host functions of one thread work with (the data of their `FunctionEnv`).
+pub struct DlState {
+    /// Set once start-up has instantiated the program.
+    pub loaded: Option<Loaded>,
+    pub fs: GuestFs,
+    pub engine: Engine,
+    /// Working directory for relative paths from programs whose libc passes them as is.
+    pub cwd: PathBuf,
+}
+
+/// The program as loaded: the process-wide link state and this thread's instance group.
+pub struct Loaded {
+    pub linker: Arc<Mutex<Linker>>,
+    pub group: InstanceGroup,
+    /// WASI/WASIX imports (with ours) for the modules loaded at run time.
+    pub wasi: Imports,
+}
+
+fn not_loaded() -> Error {
+    Error::Dl {
+        message: "the program is not loaded yet".into(),
+    }
+}
+
+fn lock(linker: &Mutex<Linker>) -> MutexGuard<'_, Linker> {
+    // A panic while holding the lock leaves nothing half-written that matters more than
+    // reporting the original panic: keep going with the data.
+    linker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Opens `path` (`None`: the program itself) and returns its handle.
+pub fn dlopen(
+    ctx: &mut FunctionEnvMut<DlState>,
+    path: Option<&str>,
+    flags: u32,
+    ld_library_path: &[String],
+) -> Result<u32, Error> {
+    let Some(path) = path else {
+        return Ok(handle_of(0));
+    };
+    let state = ctx.data();
+    let loaded = state.loaded.as_ref().ok_or_else(not_loaded)?;
+    let (linker_arc, mut group, wasi) = (
+        loaded.linker.clone(),
+        loaded.group.clone(),
+        loaded.wasi.clone(),
+    );
+    let (fs, engine, cwd) = (state.fs.clone(), state.engine.clone(), state.cwd.clone());
+
+    // Find the file; a library already loaded (under any name) is only referenced again.
+    let found = {
+        let linker = lock(&linker_arc);
+        let main = &linker.modules[0];
+        let ctx = SearchContext {
+            cwd: &cwd,
+            ld_library_path,
+            requester: main.path.as_deref().map(|p| Requester {
+                path: p,
+                runpath: &main.info.runtime_path,
+            }),
+        };
+        let found = load::find(&fs, path, &ctx, &main.name)?;
+        if let Some(id) = linker.by_path(&found.path) {
+            drop(linker);
+            return Ok(reopen(&linker_arc, id, flags));
+        }
+        found
+    };
+    if flags & RTLD_NOLOAD != 0 {
+        return Err(Error::Dl {
+            message: format!("{}: not loaded (RTLD_NOLOAD)", found.path.display()),
+        });
+    }
+
+    // Load and compile the library and what it needs (no lock while compiling).
+    let mut new = vec![load::compile_library(&engine, &found.path, &found.bytes)?];
+    let (first, first_slot) = {
+        let linker = lock(&linker_arc);
+        (linker.modules.len(), linker.next_slot)
+    };
+    {
+        let linker = lock(&linker_arc);
+        let existing = |p: &std::path::Path| linker.by_path(p);
+        load::load_needed(
+            &engine,
+            &fs,
+            &mut new,
+            first,
+            &existing,
+            &cwd,
+            ld_library_path,
+        )?;
+    }
+
+    // Memory from the program's allocator, table slots from the end of the table.
+    let mut regions = Vec::with_capacity(new.len());
+    let mut allocated = Vec::new();
+    for module in &new {
+        let memory_base = match allocate(
+            ctx,
+            &group,
+            module.info.memory_size,
+            module.info.memory_align_log2,
+        ) {
+            Ok(base) => base,
+            Err(e) => {
+                free_all(ctx, &group, &allocated);
+                return Err(e);
+            }
+        };
+        if memory_base != 0 {
+            allocated.push(memory_base);
+        }
+        let mut linker = lock(&linker_arc);
+        let align = 1u32 << module.info.table_align_log2.min(16);
+        let table_base = linker.next_slot.next_multiple_of(align);
+        linker.next_slot = table_base + module.info.table_size;
+        regions.push(Region {
+            memory_base,
+            table_base,
+        });
+    }
+
+    // Register, instantiate, bind.
+    let root = first;
+    let result = (|| {
+        let mut linker = lock(&linker_arc);
+        for (module, region) in new.into_iter().zip(regions) {
+            linker.modules.push(module);
+            linker.regions.push(region);
+        }
+        let total = linker.modules.len();
+        group.instances.resize(total, None);
+        let size = group.table.size(&ctx.as_store_ref());
+        if linker.next_slot > size {
+            group
+                .table
+                .grow(
+                    &mut ctx.as_store_mut(),
+                    linker.next_slot - size,
+                    Value::FuncRef(None),
+                )
+                .map_err(|e| Error::Dl {
+                    message: format!("{path}: cannot grow the table: {e}"),
+                })?;
+        }
+        let mut scope = linker.global_scope.clone();
+        for id in linker.local_scope(root) {
+            if !scope.contains(&id) {
+                scope.push(id);
+            }
+        }
+        let mut pending: Vec<PendingGot> = Vec::new();
+        for id in (first..total).rev() {
+            bind::instantiate(
+                ctx,
+                &mut linker,
+                &mut group,
+                id,
+                &scope,
+                &wasi,
+                &mut pending,
+            )?;
+            group.fill_slots_of(ctx, &linker, id)?;
+        }
+        bind::resolve_got(ctx, &mut linker, &group, &scope, &pending)?;
+        Ok(ToInit::list(
+            &linker,
+            &group,
+            &linker.init_order(root, first),
+        ))
+    })();
+    let to_init = match result {
+        Ok(list) => list,
+        Err(e) => {
+            rollback(ctx, &linker_arc, &group, first, first_slot, &allocated);
+            return Err(e);
+        }
+    };
+    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
+        loaded.group.instances = group.instances.clone();
+    }
+    if let Err(e) = init::initialize(ctx, &to_init) {
+        rollback(ctx, &linker_arc, &group, first, first_slot, &allocated);
+        return Err(e);
+    }
+
+    let mut linker = lock(&linker_arc);
+    if flags & RTLD_GLOBAL != 0 {
+        promote(&mut linker, root);
+    }
+    linker.handles.insert(handle_of(root), (root, 1));
+    Ok(handle_of(root))
+}
+
+/// A library opened again: one more reference, maybe promoted to the global scope.
+fn reopen(linker: &Mutex<Linker>, id: ModuleId, flags: u32) -> u32 {
+    let mut linker = lock(linker);
+    if flags & RTLD_GLOBAL != 0 {
+        promote(&mut linker, id);
+    }
+    linker.handles.entry(handle_of(id)).or_insert((id, 0)).1 += 1;
+    handle_of(id)
+}
+
+/// `RTLD_GLOBAL`: the library and its dependencies join the global scope, in order.
+fn promote(linker: &mut Linker, root: ModuleId) {
+    for id in linker.local_scope(root) {
+        if !linker.global_scope.contains(&id) {
+            linker.global_scope.push(id);
+        }
+    }
+}
+
+/// `aligned_alloc` from the program's libc, zeroed. Size 0 needs no memory.
+fn allocate(
+    ctx: &mut FunctionEnvMut<DlState>,
+    group: &InstanceGroup,
+    size: u32,
+    align_log2: u32,
+) -> Result<u32, Error> {
+    if size == 0 {
+        return Ok(0);
+    }
+    let main = group.instances[0].clone().expect("main is instantiated");
+    let alloc = main
+        .exports
+        .get_typed_function::<(i32, i32), i32>(&ctx.as_store_ref(), "aligned_alloc")
+        .map_err(|e| Error::Dl {
+            message: format!("the main module exports no usable aligned_alloc: {e}"),
+        })?;
+    let align = (1u32 << align_log2.min(16)).max(16);
+    let size_rounded = size.next_multiple_of(align);
+    let ptr = alloc
+        .call(&mut ctx.as_store_mut(), align as i32, size_rounded as i32)
+        .map_err(|e| Error::Dl {
+            message: format!(
+                "aligned_alloc({align}, {size_rounded}) trapped: {}",
+                e.message()
+            ),
+        })? as u32;
+    if ptr == 0 {
+        return Err(Error::Dl {
+            message: format!("out of memory: cannot allocate {size} bytes for a library"),
+        });
+    }
+    let store = ctx.as_store_ref();
+    let view = group.memory.view(&store);
+    view.write(ptr as u64, &vec![0u8; size as usize])
+        .map_err(|e| Error::Dl {
+            message: format!("cannot clear a library's memory: {e}"),
+        })?;
+    Ok(ptr)
+}
+
+fn free_all(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, allocated: &[u32]) {
+    let Some(main) = group.instances[0].clone() else {
+        return;
+    };
+    let Ok(free) = main
+        .exports
+        .get_typed_function::<i32, ()>(&ctx.as_store_ref(), "free")
+    else {
+        return;
+    };
+    for &ptr in allocated {
+        let _ = free.call(&mut ctx.as_store_mut(), ptr as i32);
+    }
+}
+
+/// Undoes a failed dlopen: the link state as before, the new table slots null again, the
+/// memory given back.
+fn rollback(
+    ctx: &mut FunctionEnvMut<DlState>,
+    linker: &Mutex<Linker>,
+    group: &InstanceGroup,
+    first: ModuleId,
+    first_slot: u32,
+    allocated: &[u32],
+) {
+    let end = {
+        let mut linker = lock(linker);
+        let end = linker.next_slot;
+        linker.truncate(first, first_slot);
+        end
+    };
+    let size = group.table.size(&ctx.as_store_ref());
+    for slot in first_slot..end.min(size) {
+        let _ = group
+            .table
+            .set(&mut ctx.as_store_mut(), slot, Value::FuncRef(None));
+    }
+    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
+        loaded.group.instances.truncate(first);
+    }
+    free_all(ctx, group, allocated);
+}
+
+/// Looks `name` up for `dlsym(handle, name)`: handle 0 and the program's own handle search the
+/// global scope, any other handle its library's local scope. Returns a table index for a
+/// function, an address for data (this thread's copy for TLS).
+pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<u32, Error> {
+    let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
+    let (linker_arc, group) = (loaded.linker.clone(), loaded.group.clone());
+    let mut linker = lock(&linker_arc);
+    let (scope, what) = match handle {
+        0 => (linker.global_scope.clone(), None),
+        h => match linker.handles.get(&h) {
+            Some(&(0, _)) => (linker.global_scope.clone(), None),
+            Some(&(id, _)) => (
+                linker.local_scope(id),
+                Some(linker.modules[id].name.clone()),
+            ),
+            None => {
+                return Err(Error::Dl {
+                    message: format!("invalid handle {h}"),
+                })
+            }
+        },
+    };
+    let not_found = || Error::Dl {
+        message: match &what {
+            Some(lib) => format!("{lib}: undefined symbol: {name}"),
+            None => format!("undefined symbol: {name}"),
+        },
+    };
+    let (provider, kind) = linker.lookup(&scope, name).ok_or_else(not_found)?;
+    let instance = group.instances[provider].clone().ok_or_else(not_found)?;
+    let mut global_value = |global: &str| -> Result<u32, Error> {
+        match instance
+            .exports
+            .get_global(global)
+            .map(|g| g.get(&mut ctx.as_store_mut()))
+        {
+            Ok(Value::I32(v)) => Ok(v as u32),
+            _ => Err(Error::Dl {
+                message: format!(
+                    "{}: `{global}` is not an i32 global",
+                    linker.modules[provider].name
+                ),
+            }),
+        }
+    };
+    match kind {
+        SymbolKind::Function(_) => {
+            let slot = linker.func_slot(provider, name);
+            group.fill_slot(ctx, &linker, slot)?;
+            Ok(slot)
+        }
+        SymbolKind::Data => Ok(linker.regions[provider]
+            .memory_base
+            .wrapping_add(global_value(name)?)),
+        SymbolKind::Tls => Ok(global_value("__tls_base")?.wrapping_add(global_value(name)?)),
+    }
+}
+
+/// Whether `handle` is an open handle (what libc's `dlclose` asks).
+pub fn is_valid_handle(ctx: &FunctionEnvMut<DlState>, handle: u32) -> bool {
+    match &ctx.data().loaded {
+        Some(loaded) => lock(&loaded.linker).handles.contains_key(&handle),
+        None => false,
+    }
+}

@@ -1,0 +1,141 @@
+//! The host functions of the DL ABI that wasix-dl serves itself (namespace `wasix_32v1`; see
+//! shared/reference/WASIX-DL-ABI.md): argument decoding, result and error encoding. The work
+//! is done in [`crate::open`].
+
+use wasmer::{AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Imports, MemoryView, WasmPtr};
+use wasmer_wasix::wasmer_wasix_types::wasi::Errno;
+
+use crate::open::{self, DlState};
+
+/// Replaces wasmer-wasix's DL functions (and `proc_fork`) in `imports` with ours.
+pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
+    let ns = "wasix_32v1";
+    imports.define(
+        ns,
+        "dlopen",
+        Function::new_typed_with_env(store, env, dlopen),
+    );
+    imports.define(ns, "dlsym", Function::new_typed_with_env(store, env, dlsym));
+    imports.define(
+        ns,
+        "dl_invalid_handle",
+        Function::new_typed_with_env(store, env, dl_invalid_handle),
+    );
+    imports.define(
+        ns,
+        "proc_fork",
+        Function::new_typed_with_env(store, env, proc_fork),
+    );
+}
+
+fn view<'a>(ctx: &'a FunctionEnvMut<DlState>) -> Option<MemoryView<'a>> {
+    let loaded = ctx.data().loaded.as_ref()?;
+    Some(loaded.group.memory.view(ctx))
+}
+
+fn read_str(ctx: &FunctionEnvMut<DlState>, ptr: u32, len: u32) -> Result<String, Errno> {
+    let view = view(ctx).ok_or(Errno::Noexec)?;
+    let mut bytes = vec![0u8; len as usize];
+    view.read(ptr as u64, &mut bytes)
+        .map_err(|_| Errno::Fault)?;
+    String::from_utf8(bytes).map_err(|_| Errno::Ilseq)
+}
+
+fn write_u32(ctx: &FunctionEnvMut<DlState>, ptr: u32, value: u32) -> Result<(), Errno> {
+    let view = view(ctx).ok_or(Errno::Noexec)?;
+    WasmPtr::<u32>::new(ptr)
+        .write(&view, value)
+        .map_err(|_| Errno::Fault)
+}
+
+/// Writes `message` NUL-terminated into the guest's error buffer, cut to fit (at a character
+/// boundary).
+fn write_error(ctx: &FunctionEnvMut<DlState>, buf: u32, buf_len: u32, message: &str) {
+    let Some(view) = view(ctx) else { return };
+    if buf_len == 0 {
+        return;
+    }
+    let mut end = message.len().min(buf_len as usize - 1);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut bytes = message.as_bytes()[..end].to_vec();
+    bytes.push(0);
+    let _ = view.write(buf as u64, &bytes);
+}
+
+#[allow(clippy::too_many_arguments)] // the ABI's signature
+fn dlopen(
+    mut ctx: FunctionEnvMut<DlState>,
+    path: u32,
+    path_len: u32,
+    flags: u32,
+    err_buf: u32,
+    err_buf_len: u32,
+    ld_library_path: u32,
+    ld_library_path_len: u32,
+    out_handle: u32,
+) -> i32 {
+    let decoded = (|| {
+        let path = if path == 0 {
+            None
+        } else {
+            Some(read_str(&ctx, path, path_len)?)
+        };
+        let ld = read_str(&ctx, ld_library_path, ld_library_path_len)?;
+        Ok::<_, Errno>((path, ld))
+    })();
+    let (path, ld) = match decoded {
+        Ok(v) => v,
+        Err(errno) => return errno as i32,
+    };
+    let ld: Vec<String> = ld
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    match open::dlopen(&mut ctx, path.as_deref(), flags, &ld) {
+        Ok(handle) => match write_u32(&ctx, out_handle, handle) {
+            Ok(()) => Errno::Success as i32,
+            Err(errno) => errno as i32,
+        },
+        Err(e) => {
+            write_error(&ctx, err_buf, err_buf_len, &e.to_string());
+            Errno::Noent as i32
+        }
+    }
+}
+
+fn dlsym(
+    mut ctx: FunctionEnvMut<DlState>,
+    handle: u32,
+    symbol: u32,
+    symbol_len: u32,
+    err_buf: u32,
+    err_buf_len: u32,
+    out: u32,
+) -> i32 {
+    let name = match read_str(&ctx, symbol, symbol_len) {
+        Ok(name) => name,
+        Err(errno) => return errno as i32,
+    };
+    match open::dlsym(&mut ctx, handle, &name) {
+        Ok(value) => match write_u32(&ctx, out, value) {
+            Ok(()) => Errno::Success as i32,
+            Err(errno) => errno as i32,
+        },
+        Err(e) => {
+            write_error(&ctx, err_buf, err_buf_len, &e.to_string());
+            Errno::Noent as i32
+        }
+    }
+}
+
+fn dl_invalid_handle(ctx: FunctionEnvMut<DlState>, handle: u32) -> i32 {
+    i32::from(!open::is_valid_handle(&ctx, handle))
+}
+
+/// fork() cannot copy an instance group with its libraries: say so instead of misbehaving.
+fn proc_fork(_ctx: FunctionEnvMut<DlState>, _copy_memory: i32, _pid_ptr: u32) -> i32 {
+    Errno::Notsup as i32
+}

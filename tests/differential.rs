@@ -1,0 +1,40 @@
+//! Differential tests against glibc's ld.so: plain C programs using <dlfcn.h>, built once with
+//! wasix-cc (run by wasix-dl) and once with gcc (run natively), must print exactly the same
+//! and exit with the same status.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+
+/// Runs `name` natively in fixtures/native and `name.wasm` under wasix-dl in the fixtures
+/// directory (mapped as the working directory), and compares what they print.
+fn same_as_glibc(name: &str) {
+    let native_dir = fixtures().join("native");
+    let native = Command::new(native_dir.join(name))
+        .current_dir(&native_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the native {name}: {e}"));
+    let wasm = run_in(fixtures(), &["--dir", ".", &format!("{name}.wasm")], b"");
+    assert_eq!(
+        stdout(&wasm),
+        stdout(&native),
+        "{name}: wasix-dl (left) and glibc (right) differ; wasix-dl's stderr: {}",
+        stderr(&wasm)
+    );
+    assert_eq!(
+        wasm.status.code(),
+        native.status.code(),
+        "{name}: exit status differs"
+    );
+}
+
+#[test]
+fn needed_library_through_runpath() {
+    same_as_glibc("uses_side");
+}
+
+#[test]
+fn dlopen_dlsym_dlerror_and_the_global_scope() {
+    same_as_glibc("dl_basic");
+}
