@@ -38,3 +38,28 @@ fn needed_library_through_runpath() {
 fn dlopen_dlsym_dlerror_and_the_global_scope() {
     same_as_glibc("dl_basic");
 }
+
+#[test]
+fn main_interposes_data_and_functions_of_its_libraries() {
+    same_as_glibc("interpose");
+}
+
+#[test]
+fn weak_references_and_weak_definitions() {
+    same_as_glibc("weak");
+}
+
+#[test]
+fn function_pointer_identity_and_data_relocations_across_modules() {
+    same_as_glibc("fnptr");
+}
+
+#[test]
+fn constructors_and_destructors_in_dependency_order() {
+    same_as_glibc("ctors");
+}
+
+#[test]
+fn rtld_local_runpath_of_dlopened_libraries_noload_and_rollback() {
+    same_as_glibc("dl_local");
+}
