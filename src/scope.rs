@@ -37,23 +37,31 @@ pub struct SymbolTable {
 
 /// Exports that exist for the loader, not for other modules.
 fn is_loader_entry_point(name: &str) -> bool {
-    name.starts_with("__wasm_")
-        || matches!(
-            name,
-            "__tls_base"
-                | "__tls_size"
-                | "__tls_align"
-                | "__wasix_init_tls"
-                | "_start"
-                | "_initialize"
-                | "__stack_pointer"
-                | "__memory_base"
-                | "__table_base"
-                | "memory"
-                | "__indirect_function_table"
-                | "__stack_low"
-                | "__stack_high"
-        )
+    matches!(
+        name,
+        "__wasm_call_ctors"
+            | "__wasm_call_dtors"
+            | "__wasm_apply_data_relocs"
+            | "__wasm_apply_tls_relocs"
+            | "__wasm_apply_global_tls_relocs"
+            | "__wasm_apply_global_relocs"
+            | "__wasm_init_tls"
+            | "__wasm_init_memory"
+            | "__wasm_start"
+            | "__tls_base"
+            | "__tls_size"
+            | "__tls_align"
+            | "__wasix_init_tls"
+            | "_start"
+            | "_initialize"
+            | "__stack_pointer"
+            | "__memory_base"
+            | "__table_base"
+            | "memory"
+            | "__indirect_function_table"
+            | "__stack_low"
+            | "__stack_high"
+    )
 }
 
 impl SymbolTable {

@@ -63,3 +63,13 @@ fn constructors_and_destructors_in_dependency_order() {
 fn rtld_local_runpath_of_dlopened_libraries_noload_and_rollback() {
     same_as_glibc("dl_local");
 }
+
+#[test]
+fn cxx_exceptions_cross_module_boundaries_both_ways() {
+    same_as_glibc("cxx_across");
+}
+
+#[test]
+fn longjmp_crosses_module_boundaries_both_ways() {
+    same_as_glibc("longjmp_across");
+}
