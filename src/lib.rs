@@ -28,6 +28,7 @@
 //! ```
 
 mod bind;
+mod cache;
 mod dylink;
 mod error;
 mod fs;

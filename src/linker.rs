@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use wasmer::{AsStoreMut, Engine, Imports, Memory, MemoryType, Pages};
+use wasmer::{AsStoreMut, Imports, Memory, MemoryType, Pages};
 
 use crate::bind::{self, PendingGot};
+use crate::cache::Compiler;
 use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::layout::{self, Layout, Region};
@@ -152,7 +153,7 @@ impl Linker {
 /// Relocations and constructors are left to [`crate::init`].
 pub fn start(
     store: &mut impl AsStoreMut,
-    engine: &Engine,
+    compiler: &Compiler,
     main: LoadedModule,
     search: &SearchEnv,
     stack_size: u32,
@@ -160,7 +161,7 @@ pub fn start(
 ) -> Result<(Linker, InstanceGroup), Error> {
     let mut modules = vec![main];
     load::load_needed(
-        engine,
+        compiler,
         search.fs,
         &mut modules,
         0,

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use virtual_fs::FileSystem;
-use wasmer::{Engine, Module};
+use wasmer::Module;
+
+use crate::cache::Compiler;
 use wasmparser::{ElementItems, ElementKind, Operator, Parser, Payload};
 
 use crate::dylink::{self, DylinkInfo};
@@ -124,15 +126,16 @@ pub fn find(
 }
 
 /// Parses and compiles a library file found at `path`.
-pub fn compile_library(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<LoadedModule, Error> {
+pub fn compile_library(
+    compiler: &Compiler,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<LoadedModule, Error> {
     let name = path.display().to_string();
     let info = dylink::parse(&name, bytes)?.ok_or_else(|| Error::NotSharedLibrary {
         module: name.clone(),
     })?;
-    let module = Module::new(engine, bytes).map_err(|e| Error::Compile {
-        module: name.clone(),
-        reason: e.to_string(),
-    })?;
+    let module = compiler.compile(&name, bytes)?;
     LoadedModule::new(name, Some(path.to_path_buf()), bytes, info, module)
 }
 
@@ -141,7 +144,7 @@ pub fn compile_library(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Loa
 /// receives the new libraries; the module at position `p` gets id `id_offset + p`.
 /// `existing` maps canonical paths of modules loaded before to their ids.
 pub fn load_needed(
-    engine: &Engine,
+    compiler: &Compiler,
     fs: &GuestFs,
     modules: &mut Vec<LoadedModule>,
     id_offset: ModuleId,
@@ -174,7 +177,7 @@ pub fn load_needed(
             {
                 id_offset + p
             } else {
-                modules.push(compile_library(engine, &found.path, &found.bytes)?);
+                modules.push(compile_library(compiler, &found.path, &found.bytes)?);
                 id_offset + modules.len() - 1
             };
             ids.push(id);

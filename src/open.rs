@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use wasmer::{AsStoreMut, AsStoreRef, Engine, FunctionEnvMut, Imports, Value};
+use wasmer::{AsStoreMut, AsStoreRef, FunctionEnvMut, Imports, Value};
 
 use crate::bind::{self, PendingGot};
+use crate::cache::Compiler;
 use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::init::{self, ToInit};
@@ -26,7 +27,7 @@ pub struct DlState {
     /// Set once start-up has instantiated the program.
     pub loaded: Option<Loaded>,
     pub fs: GuestFs,
-    pub engine: Engine,
+    pub compiler: Compiler,
     /// Working directory for relative paths from programs whose libc passes them as is.
     pub cwd: PathBuf,
 }
@@ -70,7 +71,7 @@ pub fn dlopen(
         loaded.group.clone(),
         loaded.wasi.clone(),
     );
-    let (fs, engine, cwd) = (state.fs.clone(), state.engine.clone(), state.cwd.clone());
+    let (fs, compiler, cwd) = (state.fs.clone(), state.compiler.clone(), state.cwd.clone());
 
     // Find the file; a library already loaded (under any name) is only referenced again.
     let found = {
@@ -98,7 +99,7 @@ pub fn dlopen(
     }
 
     // Load and compile the library and what it needs (no lock while compiling).
-    let mut new = vec![load::compile_library(&engine, &found.path, &found.bytes)?];
+    let mut new = vec![load::compile_library(&compiler, &found.path, &found.bytes)?];
     let (first, first_slot) = {
         let linker = lock(&linker_arc);
         (linker.modules.len(), linker.next_slot)
@@ -107,7 +108,7 @@ pub fn dlopen(
         let linker = lock(&linker_arc);
         let existing = |p: &std::path::Path| linker.by_path(p);
         load::load_needed(
-            &engine,
+            &compiler,
             &fs,
             &mut new,
             first,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use wasmer::{Engine, FunctionEnv, Instance, Module, RuntimeError, Store};
+use wasmer::{Engine, FunctionEnv, Instance, RuntimeError, Store};
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::wasmer_wasix_types::wasix::WasiMemoryLayout;
 use wasmer_wasix::{
@@ -13,6 +13,7 @@ use wasmer_wasix::{
     WasiModuleTreeHandles,
 };
 
+use crate::cache::Compiler;
 use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
@@ -56,10 +57,8 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
     let _entered = tokio.enter();
 
     let engine = new_engine();
-    let module = Module::new(&engine, &bytes).map_err(|e| Error::Compile {
-        module: name.clone(),
-        reason: e.to_string(),
-    })?;
+    let compiler = Compiler::new(engine.clone());
+    let module = compiler.compile(&name, &bytes)?;
     let mut store = Store::new(engine.clone());
     let guest_fs = GuestFs {
         fs: Arc::new(fs::build(&config.dirs, tokio.handle())?),
@@ -76,7 +75,7 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
             })?,
         Some(info) => {
             let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, module)?;
-            instantiate_main(config, main, builder, &guest_fs, &mut store)?
+            instantiate_main(config, main, builder, &guest_fs, &compiler, &mut store)?
         }
     };
 
@@ -154,9 +153,9 @@ fn instantiate_main(
     main: LoadedModule,
     builder: WasiEnvBuilder,
     guest_fs: &GuestFs,
+    compiler: &Compiler,
     store: &mut Store,
 ) -> Result<(Instance, WasiFunctionEnv), Error> {
-    let engine = store.engine().clone();
     let name = main.name.clone();
     let mut func_env = builder
         .finalize(store)
@@ -173,7 +172,7 @@ fn instantiate_main(
         DlState {
             loaded: None,
             fs: guest_fs.clone(),
-            engine: engine.clone(),
+            compiler: compiler.clone(),
             cwd: cwd.clone(),
         },
     );
@@ -191,7 +190,7 @@ fn instantiate_main(
     };
     let (linker, group) = linker::start(
         store,
-        &engine,
+        compiler,
         main,
         &search,
         config.stack_size,

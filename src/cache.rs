@@ -1,0 +1,123 @@
+//! Compiling modules, with an on-disk cache of compiled artifacts keyed by the module's content
+//! hash and the engine's identity (DESIGN decision 11), so a second start compiles nothing.
+//! A long compile (CPython is 8–22 MB of wasm) shows a spinner on a terminal.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmer::{Engine, Module};
+
+use crate::error::Error;
+
+/// Compiles modules for one engine, through the cache when there is one.
+#[derive(Clone)]
+pub struct Compiler {
+    pub engine: Engine,
+    /// Directory of cached artifacts; `None` disables the cache.
+    dir: Option<PathBuf>,
+}
+
+impl Compiler {
+    /// The cache lives in `$WASIX_DL_CACHE/modules` (default `~/.cache/wasix-dl/modules`);
+    /// `WASIX_DL_NO_CACHE=1` turns it off.
+    pub fn new(engine: Engine) -> Self {
+        let disabled = std::env::var_os("WASIX_DL_NO_CACHE").is_some_and(|v| v != "0");
+        let base = std::env::var_os("WASIX_DL_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wasix-dl")));
+        let dir = if disabled {
+            None
+        } else {
+            base.map(|b| b.join("modules"))
+        };
+        Compiler { engine, dir }
+    }
+
+    fn key(&self, bytes: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(self.engine.deterministic_id().as_bytes());
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        h.update(bytes);
+        format!("{:x}", h.finalize())
+    }
+
+    /// The compiled module for `bytes`; `name` is for messages.
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Module, Error> {
+        let cached = self
+            .dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.bin", self.key(bytes))));
+        if let Some(path) = &cached {
+            // SAFETY: the file was written by `Module::serialize` of an engine with the same
+            // deterministic id (part of the key) and is renamed into place only when complete.
+            // A file that fails to load is ignored and rewritten.
+            if let Ok(module) = unsafe { Module::deserialize_from_file(&self.engine, path) } {
+                tracing::debug!(target: "wasix_dl::libs", module = name, "compiled module from cache");
+                return Ok(module);
+            }
+        }
+        let module =
+            with_spinner(name, bytes.len(), || Module::new(&self.engine, bytes)).map_err(|e| {
+                Error::Compile {
+                    module: name.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+        if let Some(path) = &cached {
+            store(&module, path);
+        }
+        Ok(module)
+    }
+}
+
+/// Writes the artifact atomically (temporary file, then rename). Failing to cache is not an
+/// error: the next run compiles again.
+fn store(module: &Module, path: &Path) {
+    let Some(dir) = path.parent() else { return };
+    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), rand_suffix()));
+    let result = std::fs::create_dir_all(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|_| module.serialize_to_file(&tmp).map_err(|e| e.to_string()))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!(target: "wasix_dl::libs", path = %path.display(), error = %e, "cannot cache a compiled module");
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs `compile`; if it takes more than a second, shows a spinner on stderr (a terminal only).
+fn with_spinner<T>(name: &str, size: usize, compile: impl FnOnce() -> T) -> T {
+    let file = Path::new(name)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned());
+    let message = format!(
+        "compiling {} ({:.1} MB)",
+        file.unwrap_or_default(),
+        size as f64 / 1e6
+    );
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            if finished.recv_timeout(Duration::from_secs(1)).is_ok() {
+                return;
+            }
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(message);
+            bar.enable_steady_tick(Duration::from_millis(120));
+            let _ = finished.recv();
+            bar.finish_and_clear();
+        });
+        let result = compile();
+        let _ = done.send(());
+        result
+    })
+}
