@@ -130,6 +130,12 @@ pub fn instantiate(
                                 linker.modules[provider].name
                             )));
                         }
+                        tracing::debug!(
+                            target: "wasix_dl::bindings",
+                            "{name}: env.{sym} -> {} ({})",
+                            linker.modules[provider].name,
+                            if group.instances[provider].is_some() { "direct" } else { "trampoline" }
+                        );
                         match &group.instances[provider] {
                             Some(instance) => instance
                                 .exports
@@ -275,6 +281,12 @@ pub fn resolve_got(
             (_, None) if got.weak => 0,
             (_, None) => return Err(fail("undefined symbol: no loaded module defines it".into())),
         };
+        tracing::debug!(
+            target: "wasix_dl::bindings",
+            "{module}: {}.{} = {value:#x}",
+            got.kind.namespace(),
+            got.symbol
+        );
         got.global
             .set(store, Value::I32(value as i32))
             .map_err(|e| fail(e.to_string()))?;

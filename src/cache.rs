@@ -53,7 +53,7 @@ impl Compiler {
             // deterministic id (part of the key) and is renamed into place only when complete.
             // A file that fails to load is ignored and rewritten.
             if let Ok(module) = unsafe { Module::deserialize_from_file(&self.engine, path) } {
-                tracing::debug!(target: "wasix_dl::libs", module = name, "compiled module from cache");
+                tracing::debug!(target: "wasix_dl::libs", "{name}: compiled module loaded from the cache");
                 return Ok(module);
             }
         }

@@ -41,6 +41,7 @@ mod open;
 mod run;
 mod scope;
 mod search;
+mod tools;
 mod trampoline;
 mod wasix;
 
@@ -113,5 +114,17 @@ impl Program {
     /// [`TRAP_EXIT_CODE`] after reporting a trap on stderr. Errors are failures to load.
     pub fn run(&self) -> Result<i32, Error> {
         run::run(&self.config)
+    }
+
+    /// The libraries the program loads at start-up and where they are found, one per line
+    /// as `ldd` prints them (`\tNAME => PATH` or `\tNAME => not found`).
+    pub fn ldd(&self) -> Result<String, Error> {
+        tools::ldd(&self.config)
+    }
+
+    /// A readable account of the main module: its dylink.0 section, imports by namespace and
+    /// exports.
+    pub fn inspect(&self) -> Result<String, Error> {
+        tools::inspect(&self.config)
     }
 }

@@ -47,7 +47,19 @@ pub struct SearchEnv<'a> {
 impl Linker {
     /// Looks `name` up in `scope` with ELF's rules.
     pub fn lookup(&self, scope: &[ModuleId], name: &str) -> Option<(ModuleId, SymbolKind)> {
-        scope::lookup(scope, |id| &self.modules[id].symbols, name)
+        let found = scope::lookup(scope, |id| &self.modules[id].symbols, name);
+        if tracing::enabled!(target: "wasix_dl::symbols", tracing::Level::DEBUG) {
+            let names: Vec<&str> = scope
+                .iter()
+                .map(|&id| self.modules[id].name.as_str())
+                .collect();
+            let result = match &found {
+                Some((id, _)) => self.modules[*id].name.as_str(),
+                None => "not found",
+            };
+            tracing::debug!(target: "wasix_dl::symbols", "lookup `{name}` in [{}]: {result}", names.join(", "));
+        }
+        found
     }
 
     /// The one table slot of `provider`'s exported function `name`: where the module's own
@@ -197,6 +209,14 @@ pub fn start(
     let mut group = InstanceGroup::new(store, memory, layout.table_end, layout.stack_high)?;
     group.instances = vec![None; modules.len()];
 
+    for (module, region) in modules.iter().zip(&layout.regions) {
+        tracing::debug!(
+            target: "wasix_dl::libs",
+            "{}: memory_base {:#x} ({} bytes), table_base {} ({} slots)",
+            module.name, region.memory_base, module.info.memory_size, region.table_base,
+            module.info.table_size
+        );
+    }
     let count = modules.len();
     let mut linker = Linker {
         regions: layout.regions.clone(),

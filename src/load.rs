@@ -107,8 +107,10 @@ pub fn find(
     let tried = search::candidates(name, ctx);
     for path in &tried {
         if !fs.is_file(path) {
+            tracing::debug!(target: "wasix_dl::libs", "{name}: trying {}: not found", path.display());
             continue;
         }
+        tracing::debug!(target: "wasix_dl::libs", "{name}: found {} (needed by {requester})", path.display());
         let bytes = fs.read(path).map_err(|reason| Error::LibraryRead {
             library: path.display().to_string(),
             reason,

@@ -43,15 +43,33 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print the shared libraries a module loads at start-up and where they are found, in
+    /// load order, like ldd. Searches the same guest file system `run` would.
+    Ldd {
+        /// Directories visible to the guest, as for `run`.
+        #[arg(long = "dir", value_name = "HOST[:GUEST]")]
+        dirs: Vec<String>,
+        /// Guest environment, as for `run` (LD_LIBRARY_PATH matters here).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        envs: Vec<String>,
+        /// The module to examine.
+        module: String,
+    },
+    /// Print a module's dylink.0 section (sizes, needed, runtime path, symbol flags), its
+    /// imports by namespace and its exports.
+    Inspect {
+        /// The module to examine.
+        module: String,
+    },
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASIX_DL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_level(false)
+        .without_time()
         .init();
     match run(Cli::parse()) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -63,8 +81,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// `WASIX_DL_DEBUG=libs,bindings,symbols` (or `all`), like glibc's LD_DEBUG, plus any
+/// `tracing` filter in `WASIX_DL_LOG` (e.g. `debug`, `wasmer_wasix=trace`).
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut directives: Vec<String> = std::env::var("WASIX_DL_LOG")
+        .map(|v| vec![v])
+        .unwrap_or_else(|_| vec!["off".into()]);
+    if let Ok(debug) = std::env::var("WASIX_DL_DEBUG") {
+        for topic in debug.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let topics: &[&str] = match topic {
+                "all" => &["libs", "bindings", "symbols"],
+                "libs" | "bindings" | "symbols" => std::slice::from_ref(&topic),
+                other => {
+                    eprintln!("wasix-dl: WASIX_DL_DEBUG: unknown topic `{other}` (libs, bindings, symbols, all)");
+                    &[]
+                }
+            };
+            directives.extend(topics.iter().map(|t| format!("wasix_dl::{t}=debug")));
+        }
+    }
+    tracing_subscriber::EnvFilter::new(directives.join(","))
+}
+
+fn program(module: &str, dirs: &[String], envs: &[String]) -> anyhow::Result<Program> {
+    let mut program = Program::new(module);
+    for spec in dirs {
+        program = program.dir(MappedDir::parse(spec)?);
+    }
+    for kv in envs {
+        let (key, value) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--env {kv}: expected KEY=VALUE"))?;
+        program = program.env(key, value);
+    }
+    Ok(program)
+}
+
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Ldd { dirs, envs, module } => {
+            print!("{}", program(&module, &dirs, &envs)?.ldd()?);
+            Ok(0)
+        }
+        Command::Inspect { module } => {
+            print!("{}", Program::new(&module).inspect()?);
+            Ok(0)
+        }
         Command::Run {
             dirs,
             envs,
@@ -73,16 +135,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             module,
             args,
         } => {
-            let mut program = Program::new(&module).args(args).stack_size(stack_size);
-            for spec in &dirs {
-                program = program.dir(MappedDir::parse(spec)?);
-            }
-            for kv in &envs {
-                let (key, value) = kv
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--env {kv}: expected KEY=VALUE"))?;
-                program = program.env(key, value);
-            }
+            let mut program = program(&module, &dirs, &envs)?
+                .args(args)
+                .stack_size(stack_size);
             if let Some(cwd) = cwd {
                 program = program.cwd(cwd);
             }

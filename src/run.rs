@@ -131,7 +131,7 @@ fn wasi_builder(
     Ok(builder)
 }
 
-fn guest_cwd(config: &RunConfig) -> PathBuf {
+pub fn guest_cwd(config: &RunConfig) -> PathBuf {
     if let Some(cwd) = &config.cwd {
         return cwd.clone();
     }
@@ -227,8 +227,18 @@ fn instantiate_main(
     Ok((instance, func_env))
 }
 
+/// The guest's `LD_LIBRARY_PATH`, split.
+pub fn ld_library_path(config: &RunConfig) -> Vec<String> {
+    config
+        .envs
+        .iter()
+        .filter(|(k, _)| k == "LD_LIBRARY_PATH")
+        .flat_map(|(_, v)| v.split(':').map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
 /// The main module's path in the guest, if it lies inside a mapped directory.
-fn guest_path(config: &RunConfig) -> Option<PathBuf> {
+pub fn guest_path(config: &RunConfig) -> Option<PathBuf> {
     let host = std::fs::canonicalize(&config.module).ok()?;
     config.dirs.iter().find_map(|d| {
         let rel = host.strip_prefix(&d.host).ok()?;
