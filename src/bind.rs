@@ -61,7 +61,7 @@ pub fn instantiate(
     scope: &[ModuleId],
     wasi: &Imports,
     pending_got: &mut Vec<PendingGot>,
-) -> Result<Instance, Error> {
+) -> Result<std::sync::Arc<Instance>, Error> {
     let module = linker.modules[id].module.clone();
     let name = linker.modules[id].name.clone();
     let region = linker.regions[id];
@@ -191,6 +191,7 @@ pub fn instantiate(
         module: name.clone(),
         reason: e.to_string(),
     })?;
+    let instance = std::sync::Arc::new(instance);
     group.instances[id] = Some(instance.clone());
     Ok(instance)
 }

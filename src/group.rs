@@ -2,6 +2,8 @@
 //! shared memory, this thread's table, stack pointer and exception tags, and one instance of
 //! every loaded module.
 
+use std::sync::Arc;
+
 use wasmer::{AsStoreMut, Global, Instance, Memory, Table, TableType, Tag, Type, Value};
 
 use crate::error::Error;
@@ -16,8 +18,9 @@ pub struct InstanceGroup {
     /// longjmp cross module boundaries (DESIGN decision 9).
     pub cpp_exception: Tag,
     pub c_longjmp: Tag,
-    /// By module id; `None` until instantiated.
-    pub instances: Vec<Option<Instance>>,
+    /// By module id; `None` until instantiated. Shared pointers: an `Instance` carries its
+    /// whole export map, too much to copy on every dlsym.
+    pub instances: Vec<Option<Arc<Instance>>>,
 }
 
 impl InstanceGroup {

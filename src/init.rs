@@ -2,6 +2,8 @@
 //! (they only read GOT entries, which are final by now), then constructors of the libraries.
 //! The main module's constructors run from its `_start` (the toolchain's crt1).
 
+use std::sync::Arc;
+
 use wasmer::{AsStoreMut, Instance};
 
 use crate::error::Error;
@@ -20,7 +22,7 @@ const RELOCATIONS: [&str; 3] = [
 pub struct ToInit {
     pub id: ModuleId,
     pub name: String,
-    pub instance: Instance,
+    pub instance: Arc<Instance>,
 }
 
 impl ToInit {

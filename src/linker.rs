@@ -24,7 +24,8 @@ pub struct Linker {
     pub global_scope: Vec<ModuleId>,
     /// Table slot → (module, exported function) for every slot handed out.
     slot_owners: BTreeMap<u32, (ModuleId, String)>,
-    slots: HashMap<(ModuleId, String), u32>,
+    /// The inverse of `slot_owners`, per module, looked up by `&str` without allocating.
+    slots: HashMap<ModuleId, HashMap<String, u32>>,
     /// First table slot never handed out (functions' slots and dlopen'ed modules' regions).
     pub next_slot: u32,
     /// Open dlopen handles: handle value → (module, reference count). The value of a module's
@@ -65,9 +66,14 @@ impl Linker {
     /// The one table slot of `provider`'s exported function `name`: where the module's own
     /// element segment put it, else a slot handed out now and kept for good.
     pub fn func_slot(&mut self, provider: ModuleId, name: &str) -> u32 {
-        let key = (provider, name.to_string());
-        if let Some(&slot) = self.slots.get(&key) {
-            return slot;
+        self.func_slot_new(provider, name).0
+    }
+
+    /// [`Self::func_slot`], and whether the slot was handed out just now (and so still has to
+    /// be filled in every instance group).
+    pub fn func_slot_new(&mut self, provider: ModuleId, name: &str) -> (u32, bool) {
+        if let Some(&slot) = self.slots.get(&provider).and_then(|m| m.get(name)) {
+            return (slot, false);
         }
         let slot = match self.modules[provider].own_slots.get(name) {
             Some(&relative) => self.regions[provider].table_base + relative,
@@ -77,9 +83,12 @@ impl Linker {
                 slot
             }
         };
-        self.slots.insert(key.clone(), slot);
-        self.slot_owners.insert(slot, key);
-        slot
+        self.slots
+            .entry(provider)
+            .or_default()
+            .insert(name.to_string(), slot);
+        self.slot_owners.insert(slot, (provider, name.to_string()));
+        (slot, true)
     }
 
     pub fn slot_owner(&self, slot: u32) -> Option<(ModuleId, &str)> {
@@ -150,8 +159,10 @@ impl Linker {
             .map(|(slot, _)| *slot)
             .collect();
         for slot in dropped {
-            if let Some(key) = self.slot_owners.remove(&slot) {
-                self.slots.remove(&key);
+            if let Some((id, name)) = self.slot_owners.remove(&slot) {
+                if let Some(names) = self.slots.get_mut(&id) {
+                    names.remove(&name);
+                }
             }
         }
         self.next_slot = first_slot;

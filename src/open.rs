@@ -327,16 +327,13 @@ fn rollback(
 /// function, an address for data (this thread's copy for TLS).
 pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<u32, Error> {
     let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
-    let (linker_arc, group) = (loaded.linker.clone(), loaded.group.clone());
+    let linker_arc = loaded.linker.clone();
     let mut linker = lock(&linker_arc);
-    let (scope, what) = match handle {
-        0 => (linker.global_scope.clone(), None),
+    let root = match handle {
+        0 => None,
         h => match linker.handles.get(&h) {
-            Some(&(0, _)) => (linker.global_scope.clone(), None),
-            Some(&(id, _)) => (
-                linker.local_scope(id),
-                Some(linker.modules[id].name.clone()),
-            ),
+            Some(&(0, _)) => None,
+            Some(&(id, _)) => Some(id),
             None => {
                 return Err(Error::Dl {
                     message: format!("invalid handle {h}"),
@@ -344,20 +341,25 @@ pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Resu
             }
         },
     };
+    let found = match root {
+        None => linker.lookup(&linker.global_scope, name),
+        Some(id) => linker.lookup(&linker.local_scope(id), name),
+    };
     let not_found = || Error::Dl {
-        message: match &what {
-            Some(lib) => format!("{lib}: undefined symbol: {name}"),
+        message: match root {
+            Some(id) => format!("{}: undefined symbol: {name}", linker.modules[id].name),
             None => format!("undefined symbol: {name}"),
         },
     };
-    let (provider, kind) = linker.lookup(&scope, name).ok_or_else(not_found)?;
-    let instance = group.instances[provider].clone().ok_or_else(not_found)?;
-    let mut global_value = |global: &str| -> Result<u32, Error> {
-        match instance
-            .exports
-            .get_global(global)
-            .map(|g| g.get(&mut ctx.as_store_mut()))
-        {
+    let Some((provider, kind)) = found else {
+        return Err(not_found());
+    };
+    let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
+    let instance = loaded.group.instances[provider]
+        .clone()
+        .ok_or_else(not_found)?;
+    let global_value = |ctx: &mut FunctionEnvMut<DlState>, global: &str| -> Result<u32, Error> {
+        match instance.exports.get_global(global).map(|g| g.get(ctx)) {
             Ok(Value::I32(v)) => Ok(v as u32),
             _ => Err(Error::Dl {
                 message: format!(
@@ -369,14 +371,20 @@ pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Resu
     };
     match kind {
         SymbolKind::Function(_) => {
-            let slot = linker.func_slot(provider, name);
-            group.fill_slot(ctx, &linker, slot)?;
+            let (slot, new) = linker.func_slot_new(provider, name);
+            if new {
+                let group = loaded.group.clone();
+                group.fill_slot(ctx, &linker, slot)?;
+            }
             Ok(slot)
         }
-        SymbolKind::Data => Ok(linker.regions[provider]
-            .memory_base
-            .wrapping_add(global_value(name)?)),
-        SymbolKind::Tls => Ok(global_value("__tls_base")?.wrapping_add(global_value(name)?)),
+        SymbolKind::Data => {
+            let offset = global_value(ctx, name)?;
+            Ok(linker.regions[provider].memory_base.wrapping_add(offset))
+        }
+        SymbolKind::Tls => {
+            Ok(global_value(ctx, "__tls_base")?.wrapping_add(global_value(ctx, name)?))
+        }
     }
 }
 

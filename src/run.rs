@@ -196,7 +196,7 @@ fn instantiate_main(
         config.stack_size,
         &wasi_imports,
     )?;
-    let instance = group.instances[0].clone().expect("main is instantiated");
+    let instance = Instance::clone(group.instances[0].as_ref().expect("main is instantiated"));
 
     let handles = WasiModuleTreeHandles::Static(WasiModuleInstanceHandles::new(
         group.memory.clone(),

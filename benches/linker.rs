@@ -1,0 +1,155 @@
+//! Linker benchmarks (`cargo bench --bench linker`): every number is measured in this run and
+//! printed next to the baseline it is compared with.
+//!
+//! - a call across modules vs the same call within one module (measured inside the guest);
+//! - `dlsym` latency (inside the guest, host call included);
+//! - `dlopen` of a small library with a cold and a warm module cache;
+//! - start-up of a main module with 10 needed libraries vs one with none (wall clock).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixtures() -> PathBuf {
+    let dir = root().join("target").join("fixtures");
+    let status = Command::new("python3")
+        .arg(root().join("fixtures/build.py"))
+        .arg(&dir)
+        .status()
+        .expect("python3 runs fixtures/build.py");
+    assert!(
+        status.success(),
+        "building the fixtures failed: run toolchain/setup.sh first"
+    );
+    dir
+}
+
+fn wasix_dl(dir: &Path, cache: Option<&Path>, args: &[&str]) -> (String, f64) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasix-dl"));
+    cmd.arg("run")
+        .arg("--dir")
+        .arg(".")
+        .args(args)
+        .current_dir(dir);
+    match cache {
+        Some(c) => cmd.env("WASIX_DL_CACHE", c).env_remove("WASIX_DL_NO_CACHE"),
+        None => cmd.env("WASIX_DL_NO_CACHE", "1"),
+    };
+    let start = Instant::now();
+    let out = cmd.output().expect("run wasix-dl");
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (String::from_utf8_lossy(&out.stdout).into_owned(), elapsed)
+}
+
+/// `name value` lines printed by a benchmark program.
+fn metric(output: &str, name: &str) -> f64 {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{output}"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let fixtures = fixtures();
+    let scratch = root().join("target").join("bench");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let cache = scratch.join("cache");
+
+    // Calls and dlsym: median of 5 runs of the in-guest measurement.
+    let runs: Vec<String> = (0..5)
+        .map(|_| wasix_dl(&fixtures, Some(&cache), &["bench_calls.wasm", "20000000"]).0)
+        .collect();
+    let m = |name: &str| median(runs.iter().map(|r| metric(r, name)).collect());
+    let within_main = m("call_within_main_ns");
+    let within_lib = m("call_within_library_ns");
+    let main_to_lib = m("call_main_to_library_ns");
+    let lib_to_main = m("call_library_to_main_ns");
+    println!("calls (ns per call, median of 5 runs of 20M calls)");
+    println!("  within main                 {within_main:8.3}");
+    println!("  within a library            {within_lib:8.3}");
+    println!(
+        "  library -> main (import)    {lib_to_main:8.3}   {:.2}x the call within main (target <= 1.5x)",
+        lib_to_main / within_main
+    );
+    println!(
+        "  main -> library (trampoline){main_to_lib:8.3}   {:.2}x the call within main (target <= 1.5x)",
+        main_to_lib / within_main
+    );
+    println!("dlsym (ns per call, host call included; target <= 1000)");
+    println!("  dlsym(handle, name)         {:8.1}", m("dlsym_ns"));
+    println!(
+        "  dlsym(RTLD_DEFAULT, name)   {:8.1}",
+        m("dlsym_default_ns")
+    );
+
+    // dlopen of ten distinct copies of a small library, cold (no cache) and warm.
+    for i in 0..10 {
+        std::fs::copy(
+            fixtures.join("libside.so"),
+            scratch.join(format!("libcopy{i}.so")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        fixtures.join("bench_dlopen.wasm"),
+        scratch.join("bench_dlopen.wasm"),
+    )
+    .unwrap();
+    let cold = metric(
+        &wasix_dl(&scratch, None, &["bench_dlopen.wasm"]).0,
+        "dlopen_ns",
+    );
+    wasix_dl(&scratch, Some(&cache), &["bench_dlopen.wasm"]); // fills the cache
+    let warm = median(
+        (0..5)
+            .map(|_| {
+                metric(
+                    &wasix_dl(&scratch, Some(&cache), &["bench_dlopen.wasm"]).0,
+                    "dlopen_ns",
+                )
+            })
+            .collect(),
+    );
+    println!("dlopen of a small library (mean of 10 libraries)");
+    println!("  cold (compiled)             {:8.3} ms", cold / 1e6);
+    println!(
+        "  warm (module cache)         {:8.3} ms   {:.1}x faster than cold (target <= 1 ms)",
+        warm / 1e6,
+        cold / warm
+    );
+
+    // Start-up: whole `wasix-dl run` wall clock, warm cache, median of 10.
+    let time = |wasm: &str| {
+        wasix_dl(&fixtures, Some(&cache), &[wasm]);
+        median(
+            (0..10)
+                .map(|_| wasix_dl(&fixtures, Some(&cache), &[wasm]).1)
+                .collect(),
+        )
+    };
+    let none = time("hello.wasm");
+    let ten = time("startup10.wasm");
+    println!("start-up, whole process, warm cache (median of 10)");
+    println!("  main with no libraries      {:8.1} ms", none * 1e3);
+    println!(
+        "  main with 10 libraries      {:8.1} ms   {:.2}x, +{:.2} ms per library",
+        ten * 1e3,
+        ten / none,
+        (ten - none) * 1e3 / 10.0
+    );
+}
