@@ -43,11 +43,17 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Option<DylinkInfo>, Error> {
         module: name.to_string(),
         reason,
     };
+    if !bytes.starts_with(b"\0asm") {
+        return Err(Error::NotWasm {
+            module: name.to_string(),
+            reason: "the file does not start with the wasm magic number".into(),
+        });
+    }
     let mut info: Option<DylinkInfo> = None;
     for (index, payload) in Parser::new(0).parse_all(bytes).enumerate() {
         let payload = payload.map_err(|e| Error::NotWasm {
             module: name.to_string(),
-            reason: e.to_string(),
+            reason: format!("{} (at offset {:#x})", e.message(), e.offset()),
         })?;
         let Payload::CustomSection(section) = payload else {
             continue;

@@ -22,7 +22,8 @@ pub enum Error {
         field: String,
         reason: String,
     },
-    #[error("{library}: cannot open shared library: not found (needed by {requester}); tried: {}", tried.join(", "))]
+    /// `requester` says who asked: "needed by X" or "dlopen from X".
+    #[error("{library}: cannot open shared library: not found ({requester}); tried: {}", tried.join(", "))]
     LibraryNotFound {
         library: String,
         requester: String,
@@ -32,6 +33,10 @@ pub enum Error {
     LibraryRead { library: String, reason: String },
     #[error("{module}: not a shared library (no dylink.0 section)")]
     NotSharedLibrary { module: String },
+    #[error(
+        "{module}: cannot dynamically load a program (it exports _start); build it with -shared"
+    )]
+    NotLoadable { module: String },
     #[error("{module}: failed to compile: {reason}")]
     Compile { module: String, reason: String },
     #[error("{module}: failed to instantiate: {reason}")]

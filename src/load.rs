@@ -110,7 +110,7 @@ pub fn find(
             tracing::debug!(target: "wasix_dl::libs", "{name}: trying {}: not found", path.display());
             continue;
         }
-        tracing::debug!(target: "wasix_dl::libs", "{name}: found {} (needed by {requester})", path.display());
+        tracing::debug!(target: "wasix_dl::libs", "{name}: found {} ({requester})", path.display());
         let bytes = fs.read(path).map_err(|reason| Error::LibraryRead {
             library: path.display().to_string(),
             reason,
@@ -137,6 +137,9 @@ pub fn compile_library(
     let info = dylink::parse(&name, bytes)?.ok_or_else(|| Error::NotSharedLibrary {
         module: name.clone(),
     })?;
+    if exports_start(bytes) {
+        return Err(Error::NotLoadable { module: name });
+    }
     let module = compiler.compile(&name, bytes)?;
     LoadedModule::new(name, Some(path.to_path_buf()), bytes, info, module)
 }
@@ -169,7 +172,7 @@ pub fn load_needed(
                         runpath: &requester.info.runtime_path,
                     }),
                 };
-                find(fs, name, &ctx, &requester.name)?
+                find(fs, name, &ctx, &format!("needed by {}", requester.name))?
             };
             let id = if let Some(id) = existing(&found.path) {
                 id
@@ -188,6 +191,18 @@ pub fn load_needed(
         next += 1;
     }
     Ok(())
+}
+
+/// Whether the module exports `_start`: a program, not a library.
+fn exports_start(bytes: &[u8]) -> bool {
+    Parser::new(0)
+        .parse_all(bytes)
+        .any(|payload| match payload {
+            Ok(Payload::ExportSection(reader)) => reader
+                .into_iter()
+                .any(|e| e.is_ok_and(|e| e.name == "_start")),
+            _ => false,
+        })
 }
 
 /// Export name → slot (relative to `__table_base`) of exported functions placed by the

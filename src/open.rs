@@ -85,7 +85,7 @@ pub fn dlopen(
                 runpath: &main.info.runtime_path,
             }),
         };
-        let found = load::find(&fs, path, &ctx, &main.name)?;
+        let found = load::find(&fs, path, &ctx, &format!("dlopen from {}", main.name))?;
         if let Some(id) = linker.by_path(&found.path) {
             drop(linker);
             return Ok(reopen(&linker_arc, id, flags));

@@ -55,7 +55,7 @@ pub fn ldd(config: &RunConfig) -> Result<String, Error> {
                     runpath: &info.runtime_path,
                 }),
             };
-            match load::find(&guest, needed, &ctx, &requester) {
+            match load::find(&guest, needed, &ctx, &format!("needed by {requester}")) {
                 Ok(found)
                     if queue
                         .iter()
