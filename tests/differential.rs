@@ -73,3 +73,43 @@ fn cxx_exceptions_cross_module_boundaries_both_ways() {
 fn longjmp_crosses_module_boundaries_both_ways() {
     same_as_glibc("longjmp_across");
 }
+
+#[test]
+fn thread_local_data_of_a_dlopened_library() {
+    same_as_glibc("tls");
+}
+
+#[test]
+fn errno_is_shared_across_modules() {
+    same_as_glibc("errno_across");
+}
+
+#[test]
+fn a_constructor_that_calls_dlopen() {
+    same_as_glibc("ctor_dlopen");
+}
+
+#[test]
+fn callbacks_across_modules_through_qsort() {
+    same_as_glibc("qsort_cb");
+}
+
+#[test]
+fn variadic_functions_across_modules() {
+    same_as_glibc("varargs");
+}
+
+#[test]
+fn every_value_type_across_a_module_boundary() {
+    same_as_glibc("types");
+}
+
+#[test]
+fn cxx_rtti_virtual_calls_and_global_constructors_across_modules() {
+    same_as_glibc("cxx_rtti");
+}
+
+#[test]
+fn data_symbols_of_the_program_through_dlsym() {
+    same_as_glibc("dlsym_data");
+}

@@ -228,3 +228,26 @@ fn help_documents_every_flag() {
         );
     }
 }
+
+#[test]
+fn proc_fork_is_refused_with_enotsup_in_a_dynamically_linked_program() {
+    let out = run_in(fixtures(), &["--dir", ".", "fork.wasm"], b"");
+    assert_eq!(
+        stdout(&out),
+        "proc_fork errno 58 (ENOTSUP is 58), pid untouched: 1\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn calling_an_undefined_weak_function_traps_with_its_name() {
+    let out = run_in(fixtures(), &["--dir", ".", "weak_call.wasm"], b"");
+    assert_eq!(stdout(&out), "about to call\n");
+    assert_eq!(out.status.code(), Some(wasix_dl::TRAP_EXIT_CODE));
+    assert!(
+        stderr(&out).contains("called undefined weak function `not_linked_anywhere`"),
+        "stderr: {}",
+        stderr(&out)
+    );
+}
