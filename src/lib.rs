@@ -1,8 +1,27 @@
 //! wasix-dl: a dynamic linker for WebAssembly and a WASIX-compatible runtime on wasmer.
 //!
 //! It runs WASI/WASIX programs, including PIE main modules built by the toolchain's
-//! `wasix-cc` (modules with a `dylink.0` section). Loading shared libraries and `dlopen` are
-//! being built; a main module that needs libraries gets a clear error for now.
+//! `wasix-cc` (modules with a `dylink.0` section) with the shared libraries they need, and
+//! serves `dlopen`/`dlsym` at run time with ELF's rules (see DESIGN.md).
+//!
+//! # Phases, one file each
+//!
+//! `dylink` (reading dylink.0) → `search` (where a library is looked for) → `load` (reading
+//! and compiling, through `cache`) → `layout` (memory and table regions) → `scope` (symbol
+//! lookup) → `bind` (imports, GOT, with `trampoline` stubs) in a `group` (one thread's
+//! instances) → `init` (relocations, constructors). `linker` holds the process-wide state and
+//! the start-up sequence, `open` is dlopen/dlsym at run time, `wasix` the host functions of the
+//! DL ABI, `run` one program run, `tools` ldd and inspect.
+//!
+//! # Locks
+//!
+//! There is one: the `Mutex<Linker>` holding the process-wide link state (loaded modules,
+//! regions, scopes, table slots, handles). `dlopen`, `dlsym` and `dl_invalid_handle` take it;
+//! nothing else is locked while it is held, so there is no order to get wrong. It is never
+//! held while guest code that can call back into the DL functions runs: `dlopen` releases it
+//! around the program's `aligned_alloc` and around relocations and constructors (which may
+//! call `dlopen` themselves). Instantiation happens under it; the only guest code that runs
+//! then is a module's start function, which initialises its memory and calls nothing.
 //!
 //! # Embedding
 //!
