@@ -136,6 +136,9 @@ pub fn instantiate(
                             linker.modules[provider].name,
                             if group.instances[provider].is_some() { "direct" } else { "trampoline" }
                         );
+                        if provider != id {
+                            linker.modules[id].bound_to.insert(provider);
+                        }
                         match &group.instances[provider] {
                             Some(instance) => instance
                                 .exports
@@ -246,7 +249,13 @@ pub fn resolve_got(
             field: got.symbol.clone(),
             reason,
         };
-        let value: u32 = match (got.kind, linker.lookup(scope, &got.symbol)) {
+        let found = linker.lookup(scope, &got.symbol);
+        if let Some((provider, _)) = &found {
+            if *provider != got.module {
+                linker.modules[got.module].bound_to.insert(*provider);
+            }
+        }
+        let value: u32 = match (got.kind, found) {
             (GotKind::Mem, Some((provider, SymbolKind::Data))) => {
                 let instance = group.instances[provider]
                     .as_ref()

@@ -2,7 +2,7 @@
 //! table slot of every function whose address was taken (DESIGN decision 3) — and the start-up
 //! sequence that loads a main module with its libraries into the first instance group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use wasmer::{AsStoreMut, Imports, Memory, MemoryType, Pages};
@@ -31,6 +31,14 @@ pub struct Linker {
     /// Open dlopen handles: handle value → (module, reference count). The value of a module's
     /// handle is its id + 1, so `0` stays `RTLD_DEFAULT`.
     pub handles: BTreeMap<u32, (ModuleId, u32)>,
+    /// Modules loaded at start-up (ids below this) are never unloaded.
+    pub startup_count: usize,
+    /// Modules opened with RTLD_NODELETE.
+    pub nodelete: BTreeSet<ModuleId>,
+    /// Table slots given back by unloaded modules, reused before the table grows.
+    free_slots: BTreeSet<u32>,
+    /// Slot of the runtime's `__wasix_dlclose` (found by the guest's libc through dlsym).
+    pub builtin_dlclose: Option<u32>,
 }
 
 /// The handle value of a module (its id + 1: `0` is `RTLD_DEFAULT`).
@@ -77,11 +85,7 @@ impl Linker {
         }
         let slot = match self.modules[provider].own_slots.get(name) {
             Some(&relative) => self.regions[provider].table_base + relative,
-            None => {
-                let slot = self.next_slot;
-                self.next_slot += 1;
-                slot
-            }
+            None => self.allocate_slots(1, 0),
         };
         self.slots
             .entry(provider)
@@ -89,6 +93,99 @@ impl Linker {
             .insert(name.to_string(), slot);
         self.slot_owners.insert(slot, (provider, name.to_string()));
         (slot, true)
+    }
+
+    /// `count` consecutive table slots aligned to 2^`align_log2`: freed ones first (first
+    /// fit), else from the end of the table.
+    pub fn allocate_slots(&mut self, count: u32, align_log2: u32) -> u32 {
+        let align = 1u32 << align_log2.min(16);
+        if count > 0 {
+            let free: Vec<u32> = self.free_slots.iter().copied().collect();
+            for &start in free.iter().filter(|s| *s % align == 0) {
+                if (start..start + count).all(|s| self.free_slots.contains(&s)) {
+                    for s in start..start + count {
+                        self.free_slots.remove(&s);
+                    }
+                    return start;
+                }
+            }
+        }
+        let start = self.next_slot.next_multiple_of(align);
+        self.next_slot = start + count;
+        start
+    }
+
+    /// Which dynamically loaded modules can be unloaded now that `root`'s last handle is
+    /// closed, in destructor order (dependents before what they depend on). Empty if `root`
+    /// itself must stay: loaded at start-up, RTLD_NODELETE, or still needed by a module that
+    /// stays.
+    pub fn unload_set(&self, root: ModuleId) -> Vec<ModuleId> {
+        let stays = |id: ModuleId| id < self.startup_count || self.nodelete.contains(&id);
+        if stays(root) {
+            return Vec::new();
+        }
+        let referenced = |id: ModuleId| self.handles.values().any(|(h, n)| *h == id && *n > 0);
+        // Greatest fixpoint: start with everything reachable, drop what must stay.
+        let mut set: BTreeSet<ModuleId> = self
+            .local_scope(root)
+            .into_iter()
+            .filter(|&id| self.modules[id].alive && !stays(id))
+            .collect();
+        loop {
+            let keep: Vec<ModuleId> = set
+                .iter()
+                .copied()
+                .filter(|&m| {
+                    (m != root && referenced(m))
+                        || self.modules.iter().enumerate().any(|(other, module)| {
+                            module.alive
+                                && !set.contains(&other)
+                                && (module.needed.contains(&m) || module.bound_to.contains(&m))
+                        })
+                })
+                .collect();
+            if keep.is_empty() {
+                break;
+            }
+            for m in keep {
+                set.remove(&m);
+            }
+        }
+        if !set.contains(&root) {
+            return Vec::new();
+        }
+        let mut order = self.init_order(root, self.startup_count);
+        order.retain(|id| set.contains(id));
+        order.reverse();
+        order
+    }
+
+    /// Forgets an unloaded module: out of every scope, its symbols gone, its table slots
+    /// free again. Returns those slots, to be nulled in every instance group.
+    pub fn forget(&mut self, id: ModuleId) -> Vec<u32> {
+        let module = &mut self.modules[id];
+        module.alive = false;
+        module.symbols = Default::default();
+        self.global_scope.retain(|&m| m != id);
+        self.nodelete.remove(&id);
+        let region = self.regions[id];
+        let mut slots: Vec<u32> =
+            (region.table_base..region.table_base + self.modules[id].info.table_size).collect();
+        let owned: Vec<u32> = self
+            .slot_owners
+            .iter()
+            .filter(|(_, (owner, _))| *owner == id)
+            .map(|(slot, _)| *slot)
+            .collect();
+        for slot in owned {
+            self.slot_owners.remove(&slot);
+            slots.push(slot);
+        }
+        self.slots.remove(&id);
+        slots.sort_unstable();
+        slots.dedup();
+        self.free_slots.extend(slots.iter().copied());
+        slots
     }
 
     pub fn slot_owner(&self, slot: u32) -> Option<(ModuleId, &str)> {
@@ -144,7 +241,7 @@ impl Linker {
     pub fn by_path(&self, path: &Path) -> Option<ModuleId> {
         self.modules
             .iter()
-            .position(|m| m.path.as_deref() == Some(path))
+            .position(|m| m.alive && m.path.as_deref() == Some(path))
     }
 
     /// Forgets every module from `first` on and every slot from `first_slot` on: the undo of
@@ -238,6 +335,10 @@ pub fn start(
         slot_owners: BTreeMap::new(),
         slots: HashMap::new(),
         handles: BTreeMap::from([(handle_of(0), (0, 1))]),
+        startup_count: count,
+        nodelete: BTreeSet::new(),
+        free_slots: BTreeSet::new(),
+        builtin_dlclose: None,
     };
     // Main first, then libraries deepest first: calls into an instantiated module are direct,
     // the rest (main's calls into its libraries, cycles) go through trampolines.

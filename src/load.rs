@@ -32,6 +32,10 @@ pub struct LoadedModule {
     pub own_slots: HashMap<String, u32>,
     /// Libraries this one needs, resolved, in `needed` order.
     pub needed: Vec<ModuleId>,
+    /// Other modules this one bound symbols from (besides `needed`): it keeps them loaded.
+    pub bound_to: std::collections::BTreeSet<ModuleId>,
+    /// False once unloaded by dlclose (ids are never reused).
+    pub alive: bool,
 }
 
 impl LoadedModule {
@@ -53,6 +57,8 @@ impl LoadedModule {
             symbols,
             own_slots,
             needed: Vec::new(),
+            bound_to: Default::default(),
+            alive: true,
         })
     }
 }

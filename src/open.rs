@@ -21,6 +21,7 @@ use crate::search::{Requester, SearchContext};
 /// dlopen flags (wasix-libc's `<dlfcn.h>`).
 pub const RTLD_GLOBAL: u32 = 4;
 pub const RTLD_NOLOAD: u32 = 8;
+pub const RTLD_NODELETE: u32 = 16;
 
 /// What the DL host functions of one thread work with (the data of their `FunctionEnv`).
 pub struct DlState {
@@ -138,9 +139,8 @@ pub fn dlopen(
             allocated.push(memory_base);
         }
         let mut linker = lock(&linker_arc);
-        let align = 1u32 << module.info.table_align_log2.min(16);
-        let table_base = linker.next_slot.next_multiple_of(align);
-        linker.next_slot = table_base + module.info.table_size;
+        let table_base =
+            linker.allocate_slots(module.info.table_size, module.info.table_align_log2);
         regions.push(Region {
             memory_base,
             table_base,
@@ -215,8 +215,95 @@ pub fn dlopen(
     if flags & RTLD_GLOBAL != 0 {
         promote(&mut linker, root);
     }
+    if flags & RTLD_NODELETE != 0 {
+        linker.nodelete.insert(root);
+    }
     linker.handles.insert(handle_of(root), (root, 1));
     Ok(handle_of(root))
+}
+
+/// Closes a handle; at its last close the library, and what it needed that nothing else
+/// needs, is unloaded (DESIGN decision 6): destructors run (`__cxa_finalize` with the
+/// library's `__dso_handle`, which is its `__memory_base`), it leaves every scope, its table
+/// slots are nulled and reused, its memory goes back to the program's allocator.
+pub fn dlclose(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Error> {
+    let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
+    let (linker_arc, group) = (loaded.linker.clone(), loaded.group.clone());
+    let unload = {
+        let mut linker = lock(&linker_arc);
+        let Some(entry) = linker.handles.get_mut(&handle) else {
+            return Err(Error::Dl {
+                message: format!("invalid handle {handle}"),
+            });
+        };
+        if entry.1 == 0 {
+            return Err(Error::Dl {
+                message: format!("handle {handle} is already closed"),
+            });
+        }
+        entry.1 -= 1;
+        let (id, count) = *entry;
+        if count > 0 || id == 0 {
+            return Ok(()); // still open, or the program itself (never unloaded)
+        }
+        linker.handles.remove(&handle);
+        linker.unload_set(id)
+    };
+    if unload.is_empty() {
+        return Ok(());
+    }
+    let main = group.instances[0].clone().expect("main is instantiated");
+    let finalize = main
+        .exports
+        .get_typed_function::<i32, ()>(&ctx.as_store_ref(), "__cxa_finalize")
+        .ok();
+    let bases: Vec<(ModuleId, u32, String)> = {
+        let linker = lock(&linker_arc);
+        unload
+            .iter()
+            .map(|&id| {
+                (
+                    id,
+                    linker.regions[id].memory_base,
+                    linker.modules[id].name.clone(),
+                )
+            })
+            .collect()
+    };
+    // Destructors first, while everything they may call is still there. No lock held.
+    if let Some(finalize) = &finalize {
+        for (_, dso, name) in &bases {
+            if *dso != 0 {
+                finalize
+                    .call(&mut ctx.as_store_mut(), *dso as i32)
+                    .map_err(|e| Error::Dl {
+                        message: format!("{name}: a destructor trapped: {}", e.message()),
+                    })?;
+            }
+        }
+    }
+    let slots: Vec<u32> = {
+        let mut linker = lock(&linker_arc);
+        unload.iter().flat_map(|&id| linker.forget(id)).collect()
+    };
+    let size = group.table.size(&ctx.as_store_ref());
+    for slot in slots.into_iter().filter(|&s| s < size) {
+        let _ = group
+            .table
+            .set(&mut ctx.as_store_mut(), slot, Value::FuncRef(None));
+    }
+    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
+        for &id in &unload {
+            loaded.group.instances[id] = None;
+        }
+    }
+    let memory: Vec<u32> = bases
+        .iter()
+        .map(|(_, base, _)| *base)
+        .filter(|&b| b != 0)
+        .collect();
+    free_all(ctx, &group, &memory);
+    Ok(())
 }
 
 /// A library opened again: one more reference, maybe promoted to the global scope.
@@ -238,16 +325,16 @@ fn promote(linker: &mut Linker, root: ModuleId) {
     }
 }
 
-/// `aligned_alloc` from the program's libc, zeroed. Size 0 needs no memory.
+/// `aligned_alloc` from the program's libc, zeroed.
 fn allocate(
     ctx: &mut FunctionEnvMut<DlState>,
     group: &InstanceGroup,
     size: u32,
     align_log2: u32,
 ) -> Result<u32, Error> {
-    if size == 0 {
-        return Ok(0);
-    }
+    // Even a module without data gets a few bytes: its address is the module's __dso_handle,
+    // which must be unique and non-null for __cxa_finalize.
+    let size = size.max(16);
     let main = group.instances[0].clone().expect("main is instantiated");
     let alloc = main
         .exports
@@ -341,6 +428,9 @@ pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Resu
             }
         },
     };
+    if let (None, "__wasix_dlclose", Some(slot)) = (root, name, linker.builtin_dlclose) {
+        return Ok(slot); // provided by the runtime itself (see the toolchain's dlfcn.c)
+    }
     let found = match root {
         None => linker.lookup(&linker.global_scope, name),
         Some(id) => linker.lookup(&linker.local_scope(id), name),

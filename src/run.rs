@@ -17,8 +17,9 @@ use crate::cache::Compiler;
 use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
+use crate::group::InstanceGroup;
 use crate::init::{self, ToInit};
-use crate::linker::{self, SearchEnv};
+use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
 use crate::open::{DlState, Loaded};
 use crate::wasix;
@@ -177,18 +178,13 @@ fn instantiate_main(
         },
     );
     wasix::define(store, &dl_env, &mut wasi_imports);
-    let ld_library_path: Vec<String> = config
-        .envs
-        .iter()
-        .filter(|(k, _)| k == "LD_LIBRARY_PATH")
-        .flat_map(|(_, v)| v.split(':').map(str::to_string).collect::<Vec<_>>())
-        .collect();
+    let ld_library_path = ld_library_path(config);
     let search = SearchEnv {
         fs: guest_fs,
         cwd: &cwd,
         ld_library_path: &ld_library_path,
     };
-    let (linker, group) = linker::start(
+    let (mut linker, group) = linker::start(
         store,
         compiler,
         main,
@@ -196,6 +192,7 @@ fn instantiate_main(
         config.stack_size,
         &wasi_imports,
     )?;
+    install_builtins(store, &dl_env, &mut linker, &group)?;
     let instance = Instance::clone(group.instances[0].as_ref().expect("main is instantiated"));
 
     let handles = WasiModuleTreeHandles::Static(WasiModuleInstanceHandles::new(
@@ -225,6 +222,34 @@ fn instantiate_main(
     });
     init::initialize(store, &to_init)?;
     Ok((instance, func_env))
+}
+
+/// Puts the runtime's own functions that the guest finds through dlsym into the table.
+fn install_builtins(
+    store: &mut Store,
+    dl_env: &FunctionEnv<DlState>,
+    linker: &mut Linker,
+    group: &InstanceGroup,
+) -> Result<(), Error> {
+    let slot = linker.allocate_slots(1, 0);
+    let fail = |e: wasmer::RuntimeError| Error::Layout {
+        module: "(table)".into(),
+        reason: format!("cannot place the runtime's dlclose: {e}"),
+    };
+    let size = group.table.size(store);
+    if slot >= size {
+        group
+            .table
+            .grow(store, slot + 1 - size, wasmer::Value::FuncRef(None))
+            .map_err(fail)?;
+    }
+    let function = wasix::dlclose_function(store, dl_env);
+    group
+        .table
+        .set(store, slot, wasmer::Value::FuncRef(Some(function)))
+        .map_err(fail)?;
+    linker.builtin_dlclose = Some(slot);
+    Ok(())
 }
 
 /// The guest's `LD_LIBRARY_PATH`, split.

@@ -21,11 +21,18 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
         "dl_invalid_handle",
         Function::new_typed_with_env(store, env, dl_invalid_handle),
     );
+    imports.define(ns, "dlclose", dlclose_function(store, env));
     imports.define(
         ns,
         "proc_fork",
         Function::new_typed_with_env(store, env, proc_fork),
     );
+}
+
+/// `dlclose(handle, err_buf, err_buf_len) -> errno`: served as the `wasix_32v1.dlclose` import
+/// (newer wasix-libc) and as the runtime symbol `__wasix_dlclose` (this toolchain's libc).
+pub fn dlclose_function(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>) -> Function {
+    Function::new_typed_with_env(store, env, dlclose)
 }
 
 fn view<'a>(ctx: &'a FunctionEnvMut<DlState>) -> Option<MemoryView<'a>> {
@@ -127,6 +134,16 @@ fn dlsym(
         Err(e) => {
             write_error(&ctx, err_buf, err_buf_len, &e.to_string());
             Errno::Noent as i32
+        }
+    }
+}
+
+fn dlclose(mut ctx: FunctionEnvMut<DlState>, handle: u32, err_buf: u32, err_buf_len: u32) -> i32 {
+    match open::dlclose(&mut ctx, handle) {
+        Ok(()) => Errno::Success as i32,
+        Err(e) => {
+            write_error(&ctx, err_buf, err_buf_len, &e.to_string());
+            Errno::Inval as i32
         }
     }
 }

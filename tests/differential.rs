@@ -113,3 +113,8 @@ fn cxx_rtti_virtual_calls_and_global_constructors_across_modules() {
 fn data_symbols_of_the_program_through_dlsym() {
     same_as_glibc("dlsym_data");
 }
+
+#[test]
+fn dlclose_unloads_runs_destructors_and_reloads_fresh() {
+    same_as_glibc("dl_close");
+}

@@ -90,7 +90,10 @@ cc_sys -c "$ziglib/libc/wasi/libc-top-half/musl/src/setjmp/wasm32/rt.c" -o "$obj
 cc_sys -c "$src/errno_location.c" -o "$obj/errno_location.o"
 cc_sys -c "$src/dlfcn.c" -o "$obj/dlfcn.o"
 cc_sys -c "$src/wasix_cwd.c" -o "$obj/wasix_cwd.o"
-"$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o"
+cc_sys -c "$src/atexit.c" -o "$obj/atexit_dso.o"
+"$AR" d "$lib/libc.a" atexit.o   # musl's, whose __cxa_finalize does nothing
+"$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o" \
+  "$obj/atexit_dso.o"
 cc_sys -c "$src/crt1-command.c" -o "$lib/crt1-command.o"
 cc_sys -c "$src/scrt1.c" -o "$lib/scrt1.o"
 for empty in m rt pthread crypt util xnet resolv dl setjmp; do

@@ -1,12 +1,18 @@
 /* dlopen/dlsym/dlclose/dlerror/dladdr over the WASIX host calls (namespace wasix_32v1), with
  * the same argument conventions as wasix-libc so that programs built here also run on wasmer:
  * strings are pointer + length, errors come back as a NUL-terminated message in a 256-byte
- * buffer, and the guest's LD_LIBRARY_PATH is handed to the runtime. */
+ * buffer, and the guest's LD_LIBRARY_PATH is handed to the runtime.
+ *
+ * dlclose: the runtime may provide `__wasix_dlclose` (found with dlsym, so that no import is
+ * added and the program still instantiates on runtimes without it); without it, dlclose only
+ * checks the handle, as wasix-libc's does. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DL_ERR_LEN 256
 
@@ -40,6 +46,17 @@ void *dlopen(const char *path, int flags)
 {
     char err_buf[DL_ERR_LEN] = {0};
     const char *ld_path = getenv("LD_LIBRARY_PATH");
+    /* libc keeps the working directory itself: hand the runtime an absolute path. */
+    char absolute[PATH_MAX];
+    if (path && path[0] != '/' && strchr(path, '/') && getcwd(absolute, sizeof absolute)) {
+        size_t n = strlen(absolute);
+        if (n + 1 + strlen(path) < sizeof absolute) {
+            if (n > 1)
+                absolute[n++] = '/';
+            strcpy(absolute + n, path);
+            path = absolute;
+        }
+    }
     uint32_t handle = 0;
     int32_t err = __wasix_dlopen(path, path ? strlen(path) : 0, (uint32_t)flags, err_buf,
                                  sizeof err_buf, ld_path, ld_path ? strlen(ld_path) : 0, &handle);
@@ -63,8 +80,34 @@ void *dlsym(void *restrict handle, const char *restrict symbol)
     return (void *)out;
 }
 
+typedef int32_t (*runtime_dlclose)(uint32_t handle, char *err_buf, uint32_t err_buf_len);
+
+static runtime_dlclose find_runtime_dlclose(void)
+{
+    static runtime_dlclose fn;
+    static int looked_up;
+    if (!looked_up) {
+        static const char name[] = "__wasix_dlclose";
+        char err_buf[DL_ERR_LEN];
+        uintptr_t out = 0;
+        if (__wasix_dlsym(0, name, sizeof name - 1, err_buf, sizeof err_buf, &out) == 0)
+            fn = (runtime_dlclose)out;
+        looked_up = 1;
+    }
+    return fn;
+}
+
 int dlclose(void *handle)
 {
+    runtime_dlclose close = find_runtime_dlclose();
+    if (close) {
+        char err_buf[DL_ERR_LEN] = {0};
+        if (close((uint32_t)(uintptr_t)handle, err_buf, sizeof err_buf) != 0) {
+            set_error(err_buf, EINVAL);
+            return -1;
+        }
+        return 0;
+    }
     if (__wasix_dl_invalid_handle((uint32_t)(uintptr_t)handle) != 0) {
         set_error("Invalid library handle", EINVAL);
         return -1;

@@ -1,0 +1,69 @@
+/* atexit / __cxa_atexit / __cxa_finalize with per-library handlers, replacing musl's (whose
+ * __cxa_finalize does nothing). A library registers its destructors with its own
+ * &__dso_handle; when the runtime unloads it, it calls __cxa_finalize(&__dso_handle) first,
+ * so that no handler is left pointing into unloaded code. Single-threaded, like this libc. */
+#include <stdint.h>
+#include <stdlib.h>
+
+struct handler {
+    void (*func)(void *);
+    void *arg;
+    void *dso;
+    struct handler *prev;
+};
+
+/* The first handlers need no malloc (exit paths must work when memory is short). */
+#define BUILTIN 32
+static struct handler builtin[BUILTIN];
+static int builtin_used;
+static struct handler *last;
+
+int __cxa_atexit(void (*func)(void *), void *arg, void *dso)
+{
+    struct handler *h = builtin_used < BUILTIN ? &builtin[builtin_used++] : malloc(sizeof *h);
+    if (!h)
+        return -1;
+    h->func = func;
+    h->arg = arg;
+    h->dso = dso;
+    h->prev = last;
+    last = h;
+    return 0;
+}
+
+/* Runs, newest first, the handlers registered for `dso` (all of them when dso is NULL) and
+ * forgets them. A handler may register more handlers: they are run too. */
+void __cxa_finalize(void *dso)
+{
+    struct handler **link = &last;
+    while (*link) {
+        struct handler *h = *link;
+        if (dso && h->dso != dso) {
+            link = &h->prev;
+            continue;
+        }
+        *link = h->prev;
+        void (*func)(void *) = h->func;
+        void *arg = h->arg;
+        if (h < builtin || h >= builtin + BUILTIN)
+            free(h);
+        func(arg);
+        link = &last; /* the list may have changed: start again from the newest */
+    }
+}
+
+/* Called by exit(). */
+void __funcs_on_exit(void)
+{
+    __cxa_finalize(NULL);
+}
+
+static void call(void *p)
+{
+    ((void (*)(void))(uintptr_t)p)();
+}
+
+int atexit(void (*func)(void))
+{
+    return __cxa_atexit(call, (void *)(uintptr_t)func, 0);
+}
