@@ -115,6 +115,11 @@ impl Linker {
         start
     }
 
+    /// Gives `count` slots from `start` back to the free list.
+    pub fn release_slots(&mut self, start: u32, count: u32) {
+        self.free_slots.extend(start..start + count);
+    }
+
     /// Which dynamically loaded modules can be unloaded now that `root`'s last handle is
     /// closed, in destructor order (dependents before what they depend on). Empty if `root`
     /// itself must stay: loaded at start-up, RTLD_NODELETE, or still needed by a module that
@@ -263,6 +268,7 @@ impl Linker {
             }
         }
         self.next_slot = first_slot;
+        self.free_slots.retain(|&slot| slot < first_slot);
         self.global_scope.retain(|id| *id < first);
         self.handles.retain(|_, (id, _)| *id < first);
     }

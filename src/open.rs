@@ -103,10 +103,7 @@ pub fn dlopen(
     let mut new = vec![load::compile_library(&compiler, &found.path, &found.bytes)?];
     let (first, first_slot) = {
         let linker = lock(&linker_arc);
-        (linker.modules.len(), linker.next_slot)
-    };
-    {
-        let linker = lock(&linker_arc);
+        let (first, first_slot) = (linker.modules.len(), linker.next_slot);
         let existing = |p: &std::path::Path| linker.by_path(p);
         load::load_needed(
             &compiler,
@@ -117,10 +114,11 @@ pub fn dlopen(
             &cwd,
             ld_library_path,
         )?;
-    }
+        (first, first_slot)
+    };
 
     // Memory from the program's allocator, table slots from the end of the table.
-    let mut regions = Vec::with_capacity(new.len());
+    let mut regions: Vec<Region> = Vec::with_capacity(new.len());
     let mut allocated = Vec::new();
     for module in &new {
         let memory_base = match allocate(
@@ -132,6 +130,11 @@ pub fn dlopen(
             Ok(base) => base,
             Err(e) => {
                 free_all(ctx, &group, &allocated);
+                let mut linker = lock(&linker_arc);
+                for (region, module) in regions.iter().zip(&new) {
+                    linker.release_slots(region.table_base, module.info.table_size);
+                }
+                linker.truncate(first, first_slot);
                 return Err(e);
             }
         };
@@ -391,14 +394,18 @@ fn rollback(
     first_slot: u32,
     allocated: &[u32],
 ) {
-    let end = {
+    // Every slot the new modules used, whether it came from the free list or the table's end.
+    let slots: Vec<u32> = {
         let mut linker = lock(linker);
-        let end = linker.next_slot;
+        let mut slots: Vec<u32> = (first..linker.modules.len())
+            .flat_map(|id| linker.forget(id))
+            .collect();
+        slots.extend(first_slot..linker.next_slot);
         linker.truncate(first, first_slot);
-        end
+        slots
     };
     let size = group.table.size(&ctx.as_store_ref());
-    for slot in first_slot..end.min(size) {
+    for slot in slots.into_iter().filter(|&s| s < size) {
         let _ = group
             .table
             .set(&mut ctx.as_store_mut(), slot, Value::FuncRef(None));
