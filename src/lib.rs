@@ -57,6 +57,7 @@ mod layout;
 mod linker;
 mod load;
 mod open;
+mod rewrite;
 mod run;
 mod scope;
 mod search;

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::layout::{self, Layout, Region};
 use crate::load::{self, GuestFs, LoadedModule};
+use crate::rewrite;
 use crate::scope::{self, ModuleId, SymbolKind};
 
 pub struct Linker {
@@ -274,6 +275,47 @@ impl Linker {
     }
 }
 
+/// Rewrites main's calls to its libraries' functions as `call_indirect` through their slots
+/// (see [`crate::rewrite`]) and recompiles it, when there are such calls.
+fn direct_main_calls(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> Result<(), Error> {
+    let table_is_first = linker.modules[0]
+        .module
+        .imports()
+        .tables()
+        .next()
+        .is_some_and(|t| t.module() == "env" && t.name() == "__indirect_function_table");
+    if !table_is_first || linker.modules.len() == 1 {
+        return Ok(());
+    }
+    let scope = linker.global_scope.clone();
+    let mut calls = rewrite::DirectCalls::new();
+    for (index, ty, module, field) in rewrite::function_imports(bytes) {
+        if module != "env" {
+            continue;
+        }
+        if let Some((provider, SymbolKind::Function(_))) = linker.lookup(&scope, &field) {
+            if provider != 0 {
+                calls.insert(index, (ty, linker.func_slot(provider, &field)));
+            }
+        }
+    }
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let name = linker.modules[0].name.clone();
+    let rewritten = rewrite::direct_calls(bytes, &calls).map_err(|reason| Error::NotWasm {
+        module: name.clone(),
+        reason,
+    })?;
+    tracing::debug!(
+        target: "wasix_dl::bindings",
+        "{name}: {} calls into libraries made direct (call_indirect)",
+        calls.len()
+    );
+    linker.modules[0].module = compiler.compile(&name, &rewritten)?;
+    Ok(())
+}
+
 /// Loads `main` and, breadth-first, every library it needs; lays them out; creates the first
 /// instance group and instantiates every module in it with all imports and GOT entries bound.
 /// Relocations and constructors are left to [`crate::init`].
@@ -281,6 +323,7 @@ pub fn start(
     store: &mut impl AsStoreMut,
     compiler: &Compiler,
     main: LoadedModule,
+    main_bytes: &[u8],
     search: &SearchEnv,
     stack_size: u32,
     wasi: &Imports,
@@ -346,8 +389,11 @@ pub fn start(
         free_slots: BTreeSet::new(),
         builtin_dlclose: None,
     };
-    // Main first, then libraries deepest first: calls into an instantiated module are direct,
-    // the rest (main's calls into its libraries, cycles) go through trampolines.
+    // Main first, then libraries deepest first: calls into an instantiated module are direct;
+    // main's calls into its libraries become call_indirect through the callee's slot (the
+    // rewrite below); what remains (cycles between libraries, address-taken imports) goes
+    // through trampolines.
+    direct_main_calls(&mut linker, compiler, main_bytes)?;
     let order = std::iter::once(0).chain((1..count).rev());
     let scope = linker.global_scope.clone();
     let mut pending: Vec<PendingGot> = Vec::new();

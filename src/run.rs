@@ -76,7 +76,9 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
             })?,
         Some(info) => {
             let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, module)?;
-            instantiate_main(config, main, builder, &guest_fs, &compiler, &mut store)?
+            instantiate_main(
+                config, main, &bytes, builder, &guest_fs, &compiler, &mut store,
+            )?
         }
     };
 
@@ -152,6 +154,7 @@ pub fn guest_cwd(config: &RunConfig) -> PathBuf {
 fn instantiate_main(
     config: &RunConfig,
     main: LoadedModule,
+    main_bytes: &[u8],
     builder: WasiEnvBuilder,
     guest_fs: &GuestFs,
     compiler: &Compiler,
@@ -188,6 +191,7 @@ fn instantiate_main(
         store,
         compiler,
         main,
+        main_bytes,
         &search,
         config.stack_size,
         &wasi_imports,
