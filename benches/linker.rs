@@ -87,7 +87,7 @@ fn main() {
         lib_to_main / within_main
     );
     println!(
-        "  main -> library (trampoline){main_to_lib:8.3}   {:.2}x the call within main (target <= 1.5x)",
+        "  main -> library (indirect)  {main_to_lib:8.3}   {:.2}x the call within main (target <= 1.5x)",
         main_to_lib / within_main
     );
     println!("dlsym (ns per call, host call included; target <= 1000)");

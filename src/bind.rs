@@ -5,10 +5,11 @@
 //! functions from wasmer-wasix.
 
 use wasmer::{
-    AsStoreMut, Extern, ExternType, Function, FunctionType, Global, Imports, Instance, Module,
-    Mutability, RuntimeError, Type, Value,
+    AsStoreMut, Extern, ExternType, Function, FunctionType, Global, Imports, Instance, Mutability,
+    RuntimeError, Type, Value,
 };
 
+use crate::cache::Compiler;
 use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::linker::Linker;
@@ -188,7 +189,7 @@ pub fn instantiate(
         imports.define(ns, field, value);
     }
     if !stubs.is_empty() {
-        define_trampolines(store, group, &name, &stubs, &mut imports)?;
+        define_trampolines(store, &linker.compiler, group, &name, &stubs, &mut imports)?;
     }
     let instance = Instance::new(store, &module, &imports).map_err(|e| Error::Instantiate {
         module: name.clone(),
@@ -201,6 +202,7 @@ pub fn instantiate(
 
 fn define_trampolines(
     store: &mut impl AsStoreMut,
+    compiler: &Compiler,
     group: &InstanceGroup,
     name: &str,
     stubs: &[(String, Trampoline)],
@@ -212,7 +214,7 @@ fn define_trampolines(
     };
     let list: Vec<Trampoline> = stubs.iter().map(|(_, t)| t.clone()).collect();
     let bytes = trampoline::encode(&list).ok_or_else(|| fail("unsupported signature".into()))?;
-    let module = Module::new(&store.as_store_ref(), bytes).map_err(|e| fail(e.to_string()))?;
+    let module = compiler.compile(&format!("{name} (trampolines)"), &bytes)?;
     let mut stub_imports = Imports::new();
     stub_imports.define("env", "__indirect_function_table", group.table.clone());
     let instance = Instance::new(store, &module, &stub_imports).map_err(|e| fail(e.to_string()))?;

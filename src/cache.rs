@@ -34,20 +34,34 @@ impl Compiler {
         Compiler { engine, dir }
     }
 
-    fn key(&self, bytes: &[u8]) -> String {
+    fn key(&self, parts: &[&[u8]]) -> String {
         let mut h = Sha256::new();
         h.update(self.engine.deterministic_id().as_bytes());
         h.update(env!("CARGO_PKG_VERSION").as_bytes());
-        h.update(bytes);
+        for part in parts {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
         format!("{:x}", h.finalize())
     }
 
     /// The compiled module for `bytes`; `name` is for messages.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Module, Error> {
+        self.compile_derived(name, &[bytes], || Ok(bytes.to_vec()))
+    }
+
+    /// The compiled module for the bytes `make` produces, cached under `identity` (what the
+    /// bytes are derived from), so that a cache hit skips producing them at all.
+    pub fn compile_derived(
+        &self,
+        name: &str,
+        identity: &[&[u8]],
+        make: impl FnOnce() -> Result<Vec<u8>, Error>,
+    ) -> Result<Module, Error> {
         let cached = self
             .dir
             .as_ref()
-            .map(|d| d.join(format!("{}.bin", self.key(bytes))));
+            .map(|d| d.join(format!("{}.bin", self.key(identity))));
         if let Some(path) = &cached {
             // SAFETY: the file was written by `Module::serialize` of an engine with the same
             // deterministic id (part of the key) and is renamed into place only when complete.
@@ -57,12 +71,11 @@ impl Compiler {
                 return Ok(module);
             }
         }
-        let module =
-            with_spinner(name, bytes.len(), || Module::new(&self.engine, bytes)).map_err(|e| {
-                Error::Compile {
-                    module: name.to_string(),
-                    reason: e.to_string(),
-                }
+        let bytes = make()?;
+        let module = with_spinner(name, bytes.len(), || Module::new(&self.engine, &bytes))
+            .map_err(|e| Error::Compile {
+                module: name.to_string(),
+                reason: e.to_string(),
             })?;
         if let Some(path) = &cached {
             store(&module, path);

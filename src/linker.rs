@@ -17,6 +17,8 @@ use crate::rewrite;
 use crate::scope::{self, ModuleId, SymbolKind};
 
 pub struct Linker {
+    /// Compiles (through the module cache) every module loaded, and the generated ones.
+    pub compiler: Compiler,
     /// Every loaded module; index = [`ModuleId`], 0 is the main module.
     pub modules: Vec<LoadedModule>,
     pub regions: Vec<Region>,
@@ -303,16 +305,25 @@ fn direct_main_calls(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> 
         return Ok(());
     }
     let name = linker.modules[0].name.clone();
-    let rewritten = rewrite::direct_calls(bytes, &calls).map_err(|reason| Error::NotWasm {
-        module: name.clone(),
-        reason,
-    })?;
     tracing::debug!(
         target: "wasix_dl::bindings",
-        "{name}: {} calls into libraries made direct (call_indirect)",
+        "{name}: calls to {} library functions made direct (call_indirect)",
         calls.len()
     );
-    linker.modules[0].module = compiler.compile(&name, &rewritten)?;
+    // The rewrite is cached by what it depends on: main's bytes and the (import, slot) pairs.
+    let mut plan: Vec<(u32, u32, u32)> = calls.iter().map(|(&i, &(t, s))| (i, t, s)).collect();
+    plan.sort_unstable();
+    let plan_bytes: Vec<u8> = plan
+        .iter()
+        .flat_map(|(i, t, s)| [i.to_le_bytes(), t.to_le_bytes(), s.to_le_bytes()].concat())
+        .collect();
+    linker.modules[0].module =
+        compiler.compile_derived(&name, &[b"direct-calls", bytes, &plan_bytes], || {
+            rewrite::direct_calls(bytes, &calls).map_err(|reason| Error::NotWasm {
+                module: name.clone(),
+                reason,
+            })
+        })?;
     Ok(())
 }
 
@@ -376,6 +387,7 @@ pub fn start(
     }
     let count = modules.len();
     let mut linker = Linker {
+        compiler: compiler.clone(),
         regions: layout.regions.clone(),
         next_slot: layout.table_end,
         layout,
