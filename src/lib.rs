@@ -94,7 +94,7 @@ impl Program {
         }
     }
 
-    /// Appends one argument (after argv[0], which is the module's file name).
+    /// Appends one argument (after `argv[0]`, which is the module's file name).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.config.args.push(arg.into());
         self

@@ -31,7 +31,7 @@ pub const TRAP_EXIT_CODE: i32 = 134;
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub module: PathBuf,
-    /// argv[1..] of the guest (argv[0] is the module's file name).
+    /// `argv[1..]` of the guest (`argv[0]` is the module's file name).
     pub args: Vec<String>,
     pub envs: Vec<(String, String)>,
     pub dirs: Vec<MappedDir>,
