@@ -24,7 +24,7 @@ run_timed() { # prints "exit milliseconds" on the first line, then the output
   local start end rc out
   start=$(date +%s%N)
   set +e
-  out="$("$@" 2>&1)"; rc=$?
+  out="$("$@" 2>/dev/null)"; rc=$?  # stdout only: wasmer prints deprecation warnings
   set -e
   end=$(date +%s%N)
   printf '%s %d\n%s\n' "$rc" "$(( (end - start) / 1000000 ))" "$out"
