@@ -289,12 +289,7 @@ pub fn dlclose(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Err
         let mut linker = lock(&linker_arc);
         unload.iter().flat_map(|&id| linker.forget(id)).collect()
     };
-    let size = group.table.size(&ctx.as_store_ref());
-    for slot in slots.into_iter().filter(|&s| s < size) {
-        let _ = group
-            .table
-            .set(&mut ctx.as_store_mut(), slot, Value::FuncRef(None));
-    }
+    null_slots(ctx, &group, slots);
     if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
         for &id in &unload {
             loaded.group.instances[id] = None;
@@ -384,6 +379,16 @@ fn free_all(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, allocated:
     }
 }
 
+/// Empties table `slots` (those that exist) in this thread's table.
+fn null_slots(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, slots: Vec<u32>) {
+    let size = group.table.size(&ctx.as_store_ref());
+    for slot in slots.into_iter().filter(|&s| s < size) {
+        let _ = group
+            .table
+            .set(&mut ctx.as_store_mut(), slot, Value::FuncRef(None));
+    }
+}
+
 /// Undoes a failed dlopen: the link state as before, the new table slots null again, the
 /// memory given back.
 fn rollback(
@@ -404,12 +409,7 @@ fn rollback(
         linker.truncate(first, first_slot);
         slots
     };
-    let size = group.table.size(&ctx.as_store_ref());
-    for slot in slots.into_iter().filter(|&s| s < size) {
-        let _ = group
-            .table
-            .set(&mut ctx.as_store_mut(), slot, Value::FuncRef(None));
-    }
+    null_slots(ctx, group, slots);
     if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
         loaded.group.instances.truncate(first);
     }
