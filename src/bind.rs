@@ -63,7 +63,7 @@ pub fn instantiate(
     wasi: &Imports,
     pending_got: &mut Vec<PendingGot>,
 ) -> Result<std::sync::Arc<Instance>, Error> {
-    let module = linker.modules[id].module.clone();
+    let module = linker.modules[id].module().clone();
     let name = linker.modules[id].name.clone();
     let region = linker.regions[id];
     let mut imports = Imports::new();

@@ -37,6 +37,8 @@ pub enum Error {
         "{module}: cannot dynamically load a program (it exports _start); build it with -shared"
     )]
     NotLoadable { module: String },
+    #[error("{module}: {reason}")]
+    Unsupported { module: String, reason: String },
     #[error("{module}: failed to compile: {reason}")]
     Compile { module: String, reason: String },
     #[error("{module}: failed to instantiate: {reason}")]

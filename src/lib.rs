@@ -48,6 +48,7 @@
 
 mod bind;
 mod cache;
+mod describe;
 mod dylink;
 mod error;
 mod fs;

@@ -9,6 +9,7 @@ use wasmer::{AsStoreMut, Imports, Memory, MemoryType, Pages};
 
 use crate::bind::{self, PendingGot};
 use crate::cache::Compiler;
+use crate::describe::ImportKind;
 use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::layout::{self, Layout, Region};
@@ -86,7 +87,7 @@ impl Linker {
         if let Some(&slot) = self.slots.get(&provider).and_then(|m| m.get(name)) {
             return (slot, false);
         }
-        let slot = match self.modules[provider].own_slots.get(name) {
+        let slot = match self.modules[provider].description.own_slots.get(name) {
             Some(&relative) => self.regions[provider].table_base + relative,
             None => self.allocate_slots(1, 0),
         };
@@ -277,53 +278,57 @@ impl Linker {
     }
 }
 
-/// Rewrites main's calls to its libraries' functions as `call_indirect` through their slots
-/// (see [`crate::rewrite`]) and recompiles it, when there are such calls.
-fn direct_main_calls(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> Result<(), Error> {
-    let table_is_first = linker.modules[0]
-        .module
-        .imports()
-        .tables()
-        .next()
-        .is_some_and(|t| t.module() == "env" && t.name() == "__indirect_function_table");
-    if !table_is_first || linker.modules.len() == 1 {
-        return Ok(());
-    }
+/// Compiles main in its final form: with its calls to its libraries' functions rewritten as
+/// `call_indirect` through their slots (see [`crate::rewrite`]) when there are such calls, as
+/// it is otherwise. Either way through the module cache, and only once.
+fn compile_main(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> Result<(), Error> {
     let scope = linker.global_scope.clone();
     let mut calls = rewrite::DirectCalls::new();
-    for (index, ty, module, field) in rewrite::function_imports(bytes) {
-        if module != "env" {
-            continue;
-        }
+    let main = &linker.modules[0].description;
+    let env_functions: Vec<(u32, u32, String)> = if main.imports_shared_table_first() {
+        main.imports
+            .iter()
+            .filter_map(|import| match import.kind {
+                ImportKind::Func { index, type_index } if import.module == "env" => {
+                    Some((index, type_index, import.field.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (index, type_index, field) in env_functions {
         if let Some((provider, SymbolKind::Function(_))) = linker.lookup(&scope, &field) {
             if provider != 0 {
-                calls.insert(index, (ty, linker.func_slot(provider, &field)));
+                calls.insert(index, (type_index, linker.func_slot(provider, &field)));
             }
         }
     }
-    if calls.is_empty() {
-        return Ok(());
-    }
     let name = linker.modules[0].name.clone();
-    tracing::debug!(
-        target: "wasix_dl::bindings",
-        "{name}: calls to {} library functions made direct (call_indirect)",
-        calls.len()
-    );
-    // The rewrite is cached by what it depends on: main's bytes and the (import, slot) pairs.
-    let mut plan: Vec<(u32, u32, u32)> = calls.iter().map(|(&i, &(t, s))| (i, t, s)).collect();
-    plan.sort_unstable();
-    let plan_bytes: Vec<u8> = plan
-        .iter()
-        .flat_map(|(i, t, s)| [i.to_le_bytes(), t.to_le_bytes(), s.to_le_bytes()].concat())
-        .collect();
-    linker.modules[0].module =
+    let module = if calls.is_empty() {
+        compiler.compile(&name, bytes)?
+    } else {
+        tracing::debug!(
+            target: "wasix_dl::bindings",
+            "{name}: calls to {} library functions made direct (call_indirect)",
+            calls.len()
+        );
+        // Cached by what the rewrite depends on: main's bytes and the (import, slot) pairs.
+        let mut plan: Vec<(u32, u32, u32)> = calls.iter().map(|(&i, &(t, s))| (i, t, s)).collect();
+        plan.sort_unstable();
+        let plan_bytes: Vec<u8> = plan
+            .iter()
+            .flat_map(|(i, t, s)| [i.to_le_bytes(), t.to_le_bytes(), s.to_le_bytes()].concat())
+            .collect();
         compiler.compile_derived(&name, &[b"direct-calls", bytes, &plan_bytes], || {
             rewrite::direct_calls(bytes, &calls).map_err(|reason| Error::NotWasm {
                 module: name.clone(),
                 reason,
             })
-        })?;
+        })?
+    };
+    linker.modules[0].module = Some(module);
     Ok(())
 }
 
@@ -356,16 +361,19 @@ pub fn start(
     // At least what each module declares, so every module's own minimum is satisfied.
     let declared_pages = modules
         .iter()
-        .flat_map(|m| {
-            m.module
-                .imports()
-                .memories()
-                .map(|i| i.ty().minimum.0)
-                .collect::<Vec<_>>()
-        })
+        .map(|m| m.description.memory_minimum_pages())
         .max()
         .unwrap_or(0);
-    let pages = layout.initial_pages.max(declared_pages);
+    let pages = u64::from(layout.initial_pages).max(declared_pages);
+    let pages = u32::try_from(pages)
+        .ok()
+        .filter(|&p| p <= 65536)
+        .ok_or_else(|| Error::Layout {
+            module: modules[0].name.clone(),
+            reason: format!(
+                "a module asks for a memory of at least {pages} pages (4 GiB is 65536)"
+            ),
+        })?;
     let memory = Memory::new(
         store,
         MemoryType::new(Pages(pages), Some(Pages(65536)), true),
@@ -405,7 +413,7 @@ pub fn start(
     // main's calls into its libraries become call_indirect through the callee's slot (the
     // rewrite below); what remains (cycles between libraries, address-taken imports) goes
     // through trampolines.
-    direct_main_calls(&mut linker, compiler, main_bytes)?;
+    compile_main(&mut linker, compiler, main_bytes)?;
     let order = std::iter::once(0).chain((1..count).rev());
     let scope = linker.global_scope.clone();
     let mut pending: Vec<PendingGot> = Vec::new();

@@ -2,7 +2,6 @@
 //! it, checking that it is a shared library, compiling it, and describing what it offers.
 //! Nothing here touches a Store: a [`LoadedModule`] can be instantiated in any thread.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,8 +9,7 @@ use virtual_fs::FileSystem;
 use wasmer::Module;
 
 use crate::cache::Compiler;
-use wasmparser::{ElementItems, ElementKind, Operator, Parser, Payload};
-
+use crate::describe::{self, Description};
 use crate::dylink::{self, DylinkInfo};
 use crate::error::Error;
 use crate::scope::{ModuleId, SymbolTable};
@@ -25,11 +23,11 @@ pub struct LoadedModule {
     /// inside a mapped directory (it then has no `$ORIGIN`).
     pub path: Option<PathBuf>,
     pub info: DylinkInfo,
-    pub module: Module,
+    /// The compiled module; `None` only for the main module until [`crate::linker::start`]
+    /// has planned the link and compiled main in its final form.
+    pub module: Option<Module>,
+    pub description: Description,
     pub symbols: SymbolTable,
-    /// Export name → table slot relative to `__table_base`, for exported functions the module
-    /// places in the table itself (its element segments): their address must stay the same.
-    pub own_slots: HashMap<String, u32>,
     /// Libraries this one needs, resolved, in `needed` order.
     pub needed: Vec<ModuleId>,
     /// Other modules this one bound symbols from (besides `needed`): it keeps them loaded.
@@ -39,27 +37,34 @@ pub struct LoadedModule {
 }
 
 impl LoadedModule {
-    /// Describes a compiled dynamically linked module.
+    /// Describes a dynamically linked module from its bytes.
     pub fn new(
         name: String,
         path: Option<PathBuf>,
         bytes: &[u8],
         info: DylinkInfo,
-        module: Module,
+        module: Option<Module>,
     ) -> Result<Self, Error> {
-        let symbols = SymbolTable::new(&module, &info);
-        let own_slots = element_slots(&name, bytes)?;
+        let description = describe::describe(&name, bytes)?;
+        let symbols = SymbolTable::new(&description, &info);
         Ok(LoadedModule {
             name,
             path,
             info,
             module,
+            description,
             symbols,
-            own_slots,
             needed: Vec::new(),
             bound_to: Default::default(),
             alive: true,
         })
+    }
+
+    /// The compiled module.
+    pub fn module(&self) -> &Module {
+        self.module
+            .as_ref()
+            .expect("every module is compiled before it is instantiated")
     }
 }
 
@@ -143,11 +148,12 @@ pub fn compile_library(
     let info = dylink::parse(&name, bytes)?.ok_or_else(|| Error::NotSharedLibrary {
         module: name.clone(),
     })?;
-    if exports_start(bytes) {
+    let mut loaded = LoadedModule::new(name.clone(), Some(path.to_path_buf()), bytes, info, None)?;
+    if loaded.description.exports("_start") {
         return Err(Error::NotLoadable { module: name });
     }
-    let module = compiler.compile(&name, bytes)?;
-    LoadedModule::new(name, Some(path.to_path_buf()), bytes, info, module)
+    loaded.module = Some(compiler.compile(&name, bytes)?);
+    Ok(loaded)
 }
 
 /// Loads every library `modules` need, breadth-first in `needed` order (ELF's load order),
@@ -197,82 +203,4 @@ pub fn load_needed(
         next += 1;
     }
     Ok(())
-}
-
-/// Whether the module exports `_start`: a program, not a library.
-fn exports_start(bytes: &[u8]) -> bool {
-    Parser::new(0)
-        .parse_all(bytes)
-        .any(|payload| match payload {
-            Ok(Payload::ExportSection(reader)) => reader
-                .into_iter()
-                .any(|e| e.is_ok_and(|e| e.name == "_start")),
-            _ => false,
-        })
-}
-
-/// Export name → slot (relative to `__table_base`) of exported functions placed by the
-/// module's active element segments, whose offset is `__table_base` plus a constant.
-fn element_slots(name: &str, bytes: &[u8]) -> Result<HashMap<String, u32>, Error> {
-    let malformed = |e: wasmparser::BinaryReaderError| Error::NotWasm {
-        module: name.to_string(),
-        reason: e.to_string(),
-    };
-    let mut placed: Vec<(u32, u32)> = Vec::new(); // (function index, relative slot)
-    let mut exported: HashMap<u32, Vec<String>> = HashMap::new();
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(malformed)? {
-            Payload::ElementSection(reader) => {
-                for element in reader {
-                    let element = element.map_err(malformed)?;
-                    let ElementKind::Active { offset_expr, .. } = element.kind else {
-                        continue;
-                    };
-                    let Some(offset) = relative_offset(offset_expr) else {
-                        continue;
-                    };
-                    if let ElementItems::Functions(funcs) = element.items {
-                        for (i, func) in funcs.into_iter().enumerate() {
-                            placed.push((func.map_err(malformed)?, offset + i as u32));
-                        }
-                    }
-                }
-            }
-            Payload::ExportSection(reader) => {
-                for export in reader {
-                    let export = export.map_err(malformed)?;
-                    if export.kind == wasmparser::ExternalKind::Func {
-                        exported
-                            .entry(export.index)
-                            .or_default()
-                            .push(export.name.to_string());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut slots = HashMap::new();
-    for (func, slot) in placed {
-        for name in exported.get(&func).into_iter().flatten() {
-            slots.entry(name.clone()).or_insert(slot);
-        }
-    }
-    Ok(slots)
-}
-
-/// The constant part of an element offset `global.get __table_base (+ i32.const k)`.
-fn relative_offset(expr: wasmparser::ConstExpr) -> Option<u32> {
-    let mut reader = expr.get_operators_reader();
-    let mut constant = 0u32;
-    let mut saw_global = false;
-    while !reader.eof() {
-        match reader.read().ok()? {
-            Operator::GlobalGet { .. } => saw_global = true,
-            Operator::I32Const { value } => constant = value as u32,
-            Operator::I32Add | Operator::End => {}
-            _ => return None,
-        }
-    }
-    saw_global.then_some(constant)
 }

@@ -8,35 +8,10 @@ use std::collections::HashMap;
 
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode};
 use wasm_encoder::{CodeSection, Instruction};
-use wasmparser::{Operator, Parser, Payload, TypeRef};
+use wasmparser::{Operator, Parser};
 
 /// Function import index → (type index, table slot) of the calls to rewrite.
 pub type DirectCalls = HashMap<u32, (u32, u32)>;
-
-/// Function imports of a module: (function index, type index, module, field).
-pub fn function_imports(bytes: &[u8]) -> Vec<(u32, u32, String, String)> {
-    let mut out = Vec::new();
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload {
-            Ok(Payload::ImportSection(reader)) => {
-                for import in reader.into_imports().flatten() {
-                    if let TypeRef::Func(ty) = import.ty {
-                        let index = out.len() as u32;
-                        out.push((
-                            index,
-                            ty,
-                            import.module.to_string(),
-                            import.name.to_string(),
-                        ));
-                    }
-                }
-            }
-            Ok(Payload::CodeSectionStart { .. }) | Err(_) => break,
-            _ => {}
-        }
-    }
-    out
-}
 
 struct Rewriter<'a> {
     calls: &'a DirectCalls,

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use wasmer::{Engine, FunctionEnv, Instance, RuntimeError, Store};
+use wasmer::{Engine, FunctionEnv, Imports, Instance, RuntimeError, Store};
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::wasmer_wasix_types::wasix::WasiMemoryLayout;
 use wasmer_wasix::{
     PluggableRuntime, WasiEnvBuilder, WasiError, WasiFunctionEnv, WasiModuleInstanceHandles,
-    WasiModuleTreeHandles,
+    WasiModuleTreeHandles, WasiVersion,
 };
 
 use crate::cache::Compiler;
@@ -59,7 +59,6 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
 
     let engine = new_engine();
     let compiler = Compiler::new(engine.clone());
-    let module = compiler.compile(&name, &bytes)?;
     let mut store = Store::new(engine.clone());
     let guest_fs = GuestFs {
         fs: Arc::new(fs::build(&config.dirs, tokio.handle())?),
@@ -69,13 +68,14 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
 
     let (instance, func_env) = match dylink {
         None => builder
-            .instantiate(module, &mut store)
+            .instantiate(compiler.compile(&name, &bytes)?, &mut store)
             .map_err(|e| Error::Instantiate {
                 module: name.clone(),
                 reason: e.to_string(),
             })?,
         Some(info) => {
-            let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, module)?;
+            // Compiled by the linker once it knows main's final form.
+            let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, None)?;
             instantiate_main(
                 config, main, &bytes, builder, &guest_fs, &compiler, &mut store,
             )?
@@ -164,12 +164,19 @@ fn instantiate_main(
     let mut func_env = builder
         .finalize(store)
         .map_err(|e| Error::Wasi(e.to_string()))?;
-    let mut wasi_imports = func_env
-        .import_object_for_all_wasi_versions(store, &main.module)
-        .map_err(|e| Error::Instantiate {
-            module: name.to_string(),
-            reason: format!("no WASI imports: {e}"),
-        })?;
+    // Every WASI version, not only main's: libraries (also dlopen'ed ones) may import others.
+    let mut wasi_imports = Imports::new();
+    for version in [
+        WasiVersion::Snapshot0,
+        WasiVersion::Snapshot1,
+        WasiVersion::Wasix32v1,
+        WasiVersion::Wasix64v1,
+    ] {
+        let imports = wasmer_wasix::generate_import_object_from_env(store, &func_env.env, version);
+        for ((ns, field), value) in imports.into_iter() {
+            wasi_imports.define(&ns, &field, value);
+        }
+    }
     let cwd = guest_cwd(config);
     let dl_env = FunctionEnv::new(
         store,

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-use wasmer::{ExternType, FunctionType, Module};
+use wasmer::FunctionType;
 use wasmparser::SymbolFlags;
 
+use crate::describe::{Description, ExportKind};
 use crate::dylink::DylinkInfo;
 
 /// Index of a loaded module in the link state (0 is the main module).
@@ -65,7 +66,7 @@ fn is_loader_entry_point(name: &str) -> bool {
 }
 
 impl SymbolTable {
-    pub fn new(module: &Module, info: &DylinkInfo) -> Self {
+    pub fn new(description: &Description, info: &DylinkInfo) -> Self {
         let flags_of = |name: &str| {
             info.export_flags
                 .iter()
@@ -74,17 +75,16 @@ impl SymbolTable {
                 .unwrap_or(SymbolFlags::empty())
         };
         let mut symbols = HashMap::new();
-        for export in module.exports() {
-            let name = export.name();
+        for (name, export) in &description.exports {
             let flags = flags_of(name);
             if is_loader_entry_point(name) || flags.contains(SymbolFlags::VISIBILITY_HIDDEN) {
                 continue;
             }
-            let kind = match export.ty() {
-                ExternType::Function(f) => SymbolKind::Function(f.clone()),
-                ExternType::Global(_) if flags.contains(SymbolFlags::TLS) => SymbolKind::Tls,
-                ExternType::Global(_) => SymbolKind::Data,
-                _ => continue,
+            let kind = match export {
+                ExportKind::Function(f) => SymbolKind::Function(f.clone()),
+                ExportKind::Global if flags.contains(SymbolFlags::TLS) => SymbolKind::Tls,
+                ExportKind::Global => SymbolKind::Data,
+                ExportKind::Other => continue,
             };
             let weak = flags.contains(SymbolFlags::BINDING_WEAK);
             symbols.insert(name.to_string(), Symbol { kind, weak });
