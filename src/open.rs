@@ -29,8 +29,11 @@ pub struct DlState {
     pub loaded: Option<Loaded>,
     pub fs: GuestFs,
     pub compiler: Compiler,
-    /// Working directory for relative paths from programs whose libc passes them as is.
+    /// Working directory for relative paths from programs whose libc passes them as is:
+    /// the start-up directory, then wherever the guest's `chdir` calls took it.
     pub cwd: PathBuf,
+    /// wasmer-wasix's `chdir`, which ours wraps (see [`crate::wasix`]).
+    pub runtime_chdir: Option<wasmer::Function>,
 }
 
 /// The program as loaded: the process-wide link state and this thread's instance group.

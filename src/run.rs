@@ -185,6 +185,7 @@ fn instantiate_main(
             fs: guest_fs.clone(),
             compiler: compiler.clone(),
             cwd: cwd.clone(),
+            runtime_chdir: None,
         },
     );
     wasix::define(store, &dl_env, &mut wasi_imports);

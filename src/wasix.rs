@@ -2,14 +2,25 @@
 //! shared/reference/WASIX-DL-ABI.md): argument decoding, result and error encoding. The work
 //! is done in [`crate::open`].
 
-use wasmer::{AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Imports, MemoryView, WasmPtr};
+use std::path::Path;
+
+use wasmer::{
+    AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Imports, MemoryView, RuntimeError, Value,
+    WasmPtr,
+};
 use wasmer_wasix::wasmer_wasix_types::wasi::Errno;
 
 use crate::open::{self, DlState};
+use crate::search;
 
-/// Replaces wasmer-wasix's DL functions (and `proc_fork`) in `imports` with ours.
+/// Replaces wasmer-wasix's DL functions (and `proc_fork`) in `imports` with ours, and wraps its
+/// `chdir` so that the loader follows the guest's working directory.
 pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
     let ns = "wasix_32v1";
+    if let Some(wasmer::Extern::Function(runtime_chdir)) = imports.get_export(ns, "chdir") {
+        env.as_mut(store).runtime_chdir = Some(runtime_chdir);
+        imports.define(ns, "chdir", Function::new_typed_with_env(store, env, chdir));
+    }
     imports.define(
         ns,
         "dlopen",
@@ -150,6 +161,28 @@ fn dlclose(mut ctx: FunctionEnvMut<DlState>, handle: u32, err_buf: u32, err_buf_
 
 fn dl_invalid_handle(ctx: FunctionEnvMut<DlState>, handle: u32) -> i32 {
     i32::from(!open::is_valid_handle(&ctx, handle))
+}
+
+/// `chdir(path, path_len) -> errno`: wasmer-wasix's, after which the loader remembers the new
+/// directory, so that a relative path handed to dlopen as is (wasix-libc passes it unchanged)
+/// means what it means to the guest.
+fn chdir(mut ctx: FunctionEnvMut<DlState>, path: u32, path_len: u32) -> Result<i32, RuntimeError> {
+    let Some(runtime_chdir) = ctx.data().runtime_chdir.clone() else {
+        return Ok(Errno::Nosys as i32);
+    };
+    let args = [Value::I32(path as i32), Value::I32(path_len as i32)];
+    let errno = runtime_chdir
+        .call(&mut ctx, &args)?
+        .first()
+        .and_then(Value::i32)
+        .unwrap_or(Errno::Inval as i32);
+    if errno == Errno::Success as i32 {
+        if let Ok(dir) = read_str(&ctx, path, path_len) {
+            let cwd = search::absolute(&ctx.data().cwd, Path::new(&dir));
+            ctx.data_mut().cwd = cwd;
+        }
+    }
+    Ok(errno)
 }
 
 /// fork() cannot copy an instance group with its libraries: say so instead of misbehaving.

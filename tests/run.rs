@@ -251,3 +251,15 @@ fn calling_an_undefined_weak_function_traps_with_its_name() {
         stderr(&out)
     );
 }
+
+#[test]
+fn dlopen_of_a_relative_path_follows_the_guests_chdir() {
+    // Like wasix-libc, the program hands dlopen "./libcyc_b.so" unchanged after chdir("stub").
+    let out = run_in(fixtures(), &["--dir", ".", "raw_chdir.wasm"], b"");
+    assert_eq!(
+        stdout(&out),
+        "cyc_b(40) = 40\n",
+        "loaded the start-up directory's libcyc_b.so (cyc_b(40) = 42) instead of stub/'s; stderr: {}",
+        stderr(&out)
+    );
+}
