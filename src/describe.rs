@@ -71,12 +71,13 @@ impl Description {
             .unwrap_or(0)
     }
 
-    /// Whether the module's table 0 is the imported `env.__indirect_function_table`.
-    pub fn imports_shared_table_first(&self) -> bool {
-        self.imports
-            .iter()
-            .find(|i| i.kind == ImportKind::Table)
-            .is_some_and(|i| i.module == "env" && i.field == "__indirect_function_table")
+    /// Whether the module's only imported table is `env.__indirect_function_table` (its
+    /// table 0, as wasm-ld's PIC modules have it).
+    pub fn imports_only_the_shared_table(&self) -> bool {
+        let mut tables = self.imports.iter().filter(|i| i.kind == ImportKind::Table);
+        let first = tables.next();
+        tables.next().is_none()
+            && first.is_some_and(|i| i.module == "env" && i.field == "__indirect_function_table")
     }
 }
 

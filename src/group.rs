@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmer::{AsStoreMut, Global, Instance, Memory, Table, TableType, Tag, Type, Value};
 
 use crate::error::Error;
+use crate::layout::TABLE_CAPACITY;
 use crate::linker::Linker;
 
 #[derive(Clone)]
@@ -27,17 +28,16 @@ impl InstanceGroup {
     pub fn new(
         store: &mut impl AsStoreMut,
         memory: Memory,
-        table_size: u32,
         stack_high: u32,
     ) -> Result<Self, Error> {
         let table = Table::new(
             store,
-            TableType::new(Type::FuncRef, table_size, None),
+            TableType::new(Type::FuncRef, TABLE_CAPACITY, Some(TABLE_CAPACITY)),
             Value::FuncRef(None),
         )
         .map_err(|e| Error::Layout {
             module: "(table)".into(),
-            reason: format!("cannot create a table of {table_size} slots: {e}"),
+            reason: format!("cannot create a table of {TABLE_CAPACITY} slots: {e}"),
         })?;
         Ok(InstanceGroup {
             memory,
@@ -50,7 +50,7 @@ impl InstanceGroup {
     }
 
     /// Puts the function that owns table slot `slot` there, if its module is instantiated in
-    /// this group (else the slot is filled when it is). Grows the table as needed.
+    /// this group (else the slot is filled when it is).
     pub fn fill_slot(
         &self,
         store: &mut impl AsStoreMut,
@@ -74,11 +74,8 @@ impl InstanceGroup {
             .get_function(name)
             .map_err(|e| fail(e.to_string()))?
             .clone();
-        let size = self.table.size(store);
-        if slot >= size {
-            self.table
-                .grow(store, slot + 1 - size, Value::FuncRef(None))
-                .map_err(|e| fail(format!("cannot grow the table: {e}")))?;
+        if slot >= TABLE_CAPACITY {
+            return Err(fail(table_full()));
         }
         self.table
             .set(store, slot, Value::FuncRef(Some(function)))
@@ -97,4 +94,9 @@ impl InstanceGroup {
         }
         Ok(())
     }
+}
+
+/// Why a slot past the table's capacity cannot be had.
+pub fn table_full() -> String {
+    format!("the function table is full ({TABLE_CAPACITY} slots)")
 }

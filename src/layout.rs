@@ -13,8 +13,10 @@ pub const MAX_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
 const NULL_GUARD: u64 = 1024;
 /// Default stack of the main thread (what wasmer's own linker gives too).
 pub const DEFAULT_STACK_SIZE: u32 = 8 * 1024 * 1024;
-/// Table slots are indices into a table that must be allocated: refuse absurd sizes early.
-const MAX_TABLE: u64 = 1 << 24;
+/// Slots of the function table, which never grows: every module is compiled knowing this
+/// bound, so its indirect calls need no run-time bounds check (see [`crate::rewrite`]). A
+/// slot is 8 bytes of host memory (2 MiB in all), zeroed at start-up.
+pub const TABLE_CAPACITY: u32 = 1 << 18;
 
 /// One module's regions: absolute address of its data and index of its first table slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +70,14 @@ pub fn startup_layout(modules: &[(&str, &DylinkInfo)], stack_size: u32) -> Resul
         }
         let table_base = align_up(table_top, info.table_align_log2);
         table_top = table_base + u64::from(info.table_size);
-        if table_top > MAX_TABLE {
+        if table_top > u64::from(TABLE_CAPACITY) {
             return Err(Error::Layout {
                 module: name.to_string(),
-                reason: format!("table size {} in mem-info is out of range", info.table_size),
+                reason: format!(
+                    "table size {} in mem-info does not fit in the function table \
+                     ({TABLE_CAPACITY} slots)",
+                    info.table_size
+                ),
             });
         }
         regions.push(Region {

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::layout::{self, Layout, Region};
 use crate::load::{self, GuestFs, LoadedModule};
-use crate::rewrite;
+use crate::rewrite::DirectCalls;
 use crate::scope::{self, ModuleId, SymbolKind};
 
 pub struct Linker {
@@ -278,26 +278,22 @@ impl Linker {
     }
 }
 
-/// Compiles main in its final form: with its calls to its libraries' functions rewritten as
-/// `call_indirect` through their slots (see [`crate::rewrite`]) when there are such calls, as
-/// it is otherwise. Either way through the module cache, and only once.
+/// Compiles main in its link form (see [`crate::rewrite`]), with its calls to its libraries'
+/// functions made `call_indirect` through their slots: main is compiled once, as it will run.
 fn compile_main(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> Result<(), Error> {
-    let scope = linker.global_scope.clone();
-    let mut calls = rewrite::DirectCalls::new();
     let main = &linker.modules[0].description;
-    let env_functions: Vec<(u32, u32, String)> = if main.imports_shared_table_first() {
-        main.imports
-            .iter()
-            .filter_map(|import| match import.kind {
-                ImportKind::Func { index, type_index } if import.module == "env" => {
-                    Some((index, type_index, import.field.clone()))
-                }
-                _ => None,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let env_functions: Vec<(u32, u32, String)> = main
+        .imports
+        .iter()
+        .filter_map(|import| match import.kind {
+            ImportKind::Func { index, type_index } if import.module == "env" => {
+                Some((index, type_index, import.field.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let scope = linker.global_scope.clone();
+    let mut calls = DirectCalls::new();
     for (index, type_index, field) in env_functions {
         if let Some((provider, SymbolKind::Function(_))) = linker.lookup(&scope, &field) {
             if provider != 0 {
@@ -305,29 +301,14 @@ fn compile_main(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> Resul
             }
         }
     }
-    let name = linker.modules[0].name.clone();
-    let module = if calls.is_empty() {
-        compiler.compile(&name, bytes)?
-    } else {
-        tracing::debug!(
-            target: "wasix_dl::bindings",
-            "{name}: calls to {} library functions made direct (call_indirect)",
-            calls.len()
-        );
-        // Cached by what the rewrite depends on: main's bytes and the (import, slot) pairs.
-        let mut plan: Vec<(u32, u32, u32)> = calls.iter().map(|(&i, &(t, s))| (i, t, s)).collect();
-        plan.sort_unstable();
-        let plan_bytes: Vec<u8> = plan
-            .iter()
-            .flat_map(|(i, t, s)| [i.to_le_bytes(), t.to_le_bytes(), s.to_le_bytes()].concat())
-            .collect();
-        compiler.compile_derived(&name, &[b"direct-calls", bytes, &plan_bytes], || {
-            rewrite::direct_calls(bytes, &calls).map_err(|reason| Error::NotWasm {
-                module: name.clone(),
-                reason,
-            })
-        })?
-    };
+    let main = &linker.modules[0];
+    tracing::debug!(
+        target: "wasix_dl::bindings",
+        "{}: calls to {} library functions made direct (call_indirect)",
+        main.name,
+        calls.len()
+    );
+    let module = load::compile_link_form(compiler, &main.name, bytes, &main.description, &calls)?;
     linker.modules[0].module = Some(module);
     Ok(())
 }
@@ -382,7 +363,7 @@ pub fn start(
         module: modules[0].name.clone(),
         reason: format!("cannot create a memory of {pages} pages: {e}"),
     })?;
-    let mut group = InstanceGroup::new(store, memory, layout.table_end, layout.stack_high)?;
+    let mut group = InstanceGroup::new(store, memory, layout.stack_high)?;
     group.instances = vec![None; modules.len()];
 
     for (module, region) in modules.iter().zip(&layout.regions) {

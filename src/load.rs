@@ -12,6 +12,7 @@ use crate::cache::Compiler;
 use crate::describe::{self, Description};
 use crate::dylink::{self, DylinkInfo};
 use crate::error::Error;
+use crate::rewrite::{self, DirectCalls};
 use crate::scope::{ModuleId, SymbolTable};
 use crate::search::{self, Requester, SearchContext};
 
@@ -152,8 +153,41 @@ pub fn compile_library(
     if loaded.description.exports("_start") {
         return Err(Error::NotLoadable { module: name });
     }
-    loaded.module = Some(compiler.compile(&name, bytes)?);
+    loaded.module = Some(compile_link_form(
+        compiler,
+        &name,
+        bytes,
+        &loaded.description,
+        &DirectCalls::new(),
+    )?);
     Ok(loaded)
+}
+
+/// Compiles a module in its link form (see [`crate::rewrite`]) if it imports the shared table
+/// the usual way, as it is otherwise; through the module cache either way.
+pub fn compile_link_form(
+    compiler: &Compiler,
+    name: &str,
+    bytes: &[u8],
+    description: &Description,
+    calls: &DirectCalls,
+) -> Result<Module, Error> {
+    if !description.imports_only_the_shared_table() {
+        return compiler.compile(name, bytes);
+    }
+    // Cached by what the rewrite depends on: its version, the bytes and the (import, slot) pairs.
+    let mut plan: Vec<(u32, u32, u32)> = calls.iter().map(|(&i, &(t, s))| (i, t, s)).collect();
+    plan.sort_unstable();
+    let plan: Vec<u8> = plan
+        .iter()
+        .flat_map(|(i, t, s)| [i.to_le_bytes(), t.to_le_bytes(), s.to_le_bytes()].concat())
+        .collect();
+    compiler.compile_derived(name, &[&rewrite::identity(), bytes, &plan], || {
+        rewrite::link_form(bytes, calls).map_err(|reason| Error::NotWasm {
+            module: name.to_string(),
+            reason,
+        })
+    })
 }
 
 /// Loads every library `modules` need, breadth-first in `needed` order (ELF's load order),

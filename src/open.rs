@@ -10,9 +10,9 @@ use wasmer::{AsStoreMut, AsStoreRef, FunctionEnvMut, Imports, Value};
 use crate::bind::{self, PendingGot};
 use crate::cache::Compiler;
 use crate::error::Error;
-use crate::group::InstanceGroup;
+use crate::group::{self, InstanceGroup};
 use crate::init::{self, ToInit};
-use crate::layout::Region;
+use crate::layout::{Region, TABLE_CAPACITY};
 use crate::linker::{handle_of, Linker};
 use crate::load::{self, GuestFs};
 use crate::scope::{ModuleId, SymbolKind};
@@ -163,18 +163,10 @@ pub fn dlopen(
         }
         let total = linker.modules.len();
         group.instances.resize(total, None);
-        let size = group.table.size(&ctx.as_store_ref());
-        if linker.next_slot > size {
-            group
-                .table
-                .grow(
-                    &mut ctx.as_store_mut(),
-                    linker.next_slot - size,
-                    Value::FuncRef(None),
-                )
-                .map_err(|e| Error::Dl {
-                    message: format!("{path}: cannot grow the table: {e}"),
-                })?;
+        if linker.next_slot > TABLE_CAPACITY {
+            return Err(Error::Dl {
+                message: format!("{path}: {}", group::table_full()),
+            });
         }
         let mut scope = linker.global_scope.clone();
         for id in linker.local_scope(root) {

@@ -17,8 +17,9 @@ use crate::cache::Compiler;
 use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
-use crate::group::InstanceGroup;
+use crate::group::{self, InstanceGroup};
 use crate::init::{self, ToInit};
+use crate::layout::TABLE_CAPACITY;
 use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
 use crate::open::{DlState, Loaded};
@@ -248,12 +249,11 @@ fn install_builtins(
         module: "(table)".into(),
         reason: format!("cannot place the runtime's dlclose: {e}"),
     };
-    let size = group.table.size(store);
-    if slot >= size {
-        group
-            .table
-            .grow(store, slot + 1 - size, wasmer::Value::FuncRef(None))
-            .map_err(fail)?;
+    if slot >= TABLE_CAPACITY {
+        return Err(Error::Layout {
+            module: "(table)".into(),
+            reason: group::table_full(),
+        });
     }
     let function = wasix::dlclose_function(store, dl_env);
     group
