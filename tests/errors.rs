@@ -49,6 +49,31 @@ fn hostile_table_size_in_a_library() {
 }
 
 #[test]
+fn libraries_that_together_overflow_the_function_table() {
+    // Fits alone in the 262144-slot table, but not after main's own slots.
+    let lib = wat(&format!(
+        r#"(module (@dylink.0 (mem-info (table 262144 0))) {SIDE_ADD})"#
+    ));
+    let err = startup_error(&with_libside("table-overflow", &lib));
+    assert!(
+        err.contains("libside.so")
+            && err.contains("table size 262144 in mem-info does not fit in the function table"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wasm64_library_is_refused_as_unsupported() {
+    let lib = wat(r#"(module (@dylink.0 (mem-info)) (import "env" "memory" (memory i64 1)))"#);
+    let err = startup_error(&with_libside("wasm64", &lib));
+    assert!(
+        err.contains("libside.so")
+            && err.contains("64-bit memory (wasm64) modules are not supported"),
+        "{err}"
+    );
+}
+
+#[test]
 fn truncated_dylink_section() {
     // dylink.0 announcing a 5-byte mem-info subsection that is cut short.
     let mut lib = b"\0asm\x01\0\0\0\0\x0b\x08dylink.0\x01\x05".to_vec();
