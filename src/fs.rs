@@ -72,7 +72,21 @@ pub fn build(dirs: &[MappedDir], tokio: &tokio::runtime::Handle) -> Result<Mount
             Arc::new(root) as Arc<dyn FileSystem + Send + Sync>,
         )
         .map_err(|e| Error::Wasi(format!("cannot mount the root file system: {e}")))?;
-    for dir in dirs {
+    for (i, dir) in dirs.iter().enumerate() {
+        // The same mapping twice (e.g. `--dir "$PWD"` when the cwd is already mapped) is one.
+        if dirs[..i].contains(dir) {
+            continue;
+        }
+        if let Some(other) = dirs[..i].iter().find(|d| d.guest == dir.guest) {
+            return Err(Error::Dir {
+                spec: format!("{}:{}", dir.host.display(), dir.guest.display()),
+                reason: format!(
+                    "{} is already mapped to {}",
+                    dir.guest.display(),
+                    other.host.display()
+                ),
+            });
+        }
         if dir.guest == Path::new("/") {
             return Err(Error::Dir {
                 spec: dir.host.display().to_string(),

@@ -58,6 +58,7 @@ mod layout;
 mod linker;
 mod load;
 mod open;
+mod poll;
 mod rewrite;
 mod run;
 mod scope;
@@ -125,7 +126,9 @@ impl Program {
         self
     }
 
-    /// Size of the main thread's stack in bytes.
+    /// Size of the main thread's stack in bytes (default 8 MiB): the C stack in the guest's
+    /// memory, and the engine's stack for wasm frames (at most 100 MiB). The engine's stack
+    /// size is a process-wide wasmer setting: the last program started sets it.
     pub fn stack_size(mut self, bytes: u32) -> Self {
         self.config.stack_size = bytes;
         self

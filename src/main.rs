@@ -35,7 +35,8 @@ enum Command {
         /// Guest working directory (a guest path), overriding the rule above.
         #[arg(long, value_name = "GUEST_PATH")]
         cwd: Option<String>,
-        /// Stack size of the main thread in bytes.
+        /// Stack size of the main thread in bytes: the C stack in the guest's memory and, up
+        /// to 100 MiB, the engine's stack for wasm frames (like a native thread's one stack).
         #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STACK_SIZE)]
         stack_size: u32,
         /// The module to run, then its arguments.

@@ -23,6 +23,7 @@ use crate::layout::TABLE_CAPACITY;
 use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
 use crate::open::{DlState, Loaded};
+use crate::poll;
 use crate::wasix;
 
 /// Exit status of a run that ended in a trap (what a shell shows for a native `abort()`).
@@ -58,6 +59,10 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
         .map_err(|e| Error::Wasi(format!("cannot start the async runtime: {e}")))?;
     let _entered = tokio.enter();
 
+    // A native thread's one stack holds both kinds of frames; here wasm frames live on the
+    // engine's stack (1 MiB unless set, process-wide) and C locals on the guest's. Both get
+    // the program's stack size, so deep recursion that fits natively fits here.
+    wasmer::sys::vm::set_stack_size(config.stack_size as usize);
     let engine = new_engine();
     let compiler = Compiler::new(engine.clone());
     let mut store = Store::new(engine.clone());
@@ -190,6 +195,7 @@ fn instantiate_main(
         },
     );
     wasix::define(store, &dl_env, &mut wasi_imports);
+    poll::define(store, &dl_env, &mut wasi_imports);
     let ld_library_path = ld_library_path(config);
     let search = SearchEnv {
         fs: guest_fs,

@@ -73,11 +73,17 @@ fn write_error(ctx: &FunctionEnvMut<DlState>, buf: u32, buf_len: u32, message: &
     if buf_len == 0 {
         return;
     }
-    let mut end = message.len().min(buf_len as usize - 1);
+    // A message that does not fit ends in "..." (wasix-libc's buffer is 256 bytes).
+    let room = buf_len as usize - 1;
+    let (mut end, marker) = if message.len() <= room {
+        (message.len(), "")
+    } else {
+        (room.saturating_sub(3), &"..."[..room.min(3)])
+    };
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    let mut bytes = message.as_bytes()[..end].to_vec();
+    let mut bytes = [&message.as_bytes()[..end], marker.as_bytes()].concat();
     bytes.push(0);
     let _ = view.write(buf as u64, &bytes);
 }

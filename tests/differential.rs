@@ -118,3 +118,13 @@ fn data_symbols_of_the_program_through_dlsym() {
 fn dlclose_unloads_runs_destructors_and_reloads_fresh() {
     same_as_glibc("dl_close");
 }
+
+#[test]
+fn poll_and_select_with_a_zero_timeout_return_at_once() {
+    same_as_glibc("poll_zero");
+}
+
+#[test]
+fn recursion_as_deep_as_a_native_main_thread_allows() {
+    same_as_glibc("deep_recursion");
+}

@@ -100,6 +100,34 @@ fn a_directory_mapped_to_another_guest_path() {
 }
 
 #[test]
+fn the_same_directory_mapped_twice_is_one_mapping_but_two_hosts_on_one_path_are_an_error() {
+    let dir = scratch("mapped-twice");
+    std::fs::write(dir.join("input.txt"), "twice\n").unwrap();
+    let files = fixture("files.wasm");
+    let files = files.to_str().unwrap();
+    let out = run_in(&dir, &["--dir", ".", "--dir", ".", files], b"");
+    assert!(
+        stdout(&out).contains("read=twice\n"),
+        "stdout: {} stderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    let first = format!("{}:/data", dir.display());
+    let second = format!("{}:/data", fixtures().display());
+    let out = run_in(&dir, &["--dir", &first, "--dir", &second, files], b"");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains(&format!(
+            "/data is already mapped to {}",
+            std::fs::canonicalize(&dir).unwrap().display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_trap_is_reported_and_exits_non_zero() {
     let out = run_in(fixtures(), &[fixture("trap.wasm").to_str().unwrap()], b"");
     assert_eq!(stdout(&out), "before the trap\n");

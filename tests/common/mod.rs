@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -46,18 +47,32 @@ pub fn wasix_dl() -> Command {
 
 /// Runs `wasix-dl run ARGS...` with stdin from `input`, in `cwd`.
 pub fn run_in(cwd: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut cmd = wasix_dl();
+    cmd.arg("run").args(args).current_dir(cwd);
+    output_within(cmd, input, Duration::from_secs(120))
+}
+
+/// Runs `cmd` with stdin from `input` and returns its output; a run longer than `limit` is
+/// killed and fails the test (a hang is a bug, not a slow test).
+pub fn output_within(mut cmd: Command, input: &[u8], limit: Duration) -> Output {
     use std::io::Write;
-    let mut child = wasix_dl()
-        .arg("run")
-        .args(args)
-        .current_dir(cwd)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start wasix-dl");
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().expect("wait for wasix-dl")
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match finished.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for the child"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{cmd:?} did not finish within {limit:?}: killed");
+        }
+    }
 }
 
 pub fn stdout(out: &Output) -> String {
