@@ -69,12 +69,15 @@ fn write_u32(ctx: &FunctionEnvMut<DlState>, ptr: u32, value: u32) -> Result<(), 
 /// Writes `message` NUL-terminated into the guest's error buffer, cut to fit (at a character
 /// boundary).
 fn write_error(ctx: &FunctionEnvMut<DlState>, buf: u32, buf_len: u32, message: &str) {
-    let Some(view) = view(ctx) else { return };
-    if buf_len == 0 {
-        return;
+    if let (Some(view), Some(bytes)) = (view(ctx), fit_message(message, buf_len as usize)) {
+        let _ = view.write(buf as u64, &bytes);
     }
-    // A message that does not fit ends in "..." (wasix-libc's buffer is 256 bytes).
-    let room = buf_len as usize - 1;
+}
+
+/// `message` NUL-terminated in at most `buf_len` bytes; one that does not fit is cut at a
+/// character boundary and ends in "..." (wasix-libc's buffer is 256 bytes).
+fn fit_message(message: &str, buf_len: usize) -> Option<Vec<u8>> {
+    let room = buf_len.checked_sub(1)?;
     let (mut end, marker) = if message.len() <= room {
         (message.len(), "")
     } else {
@@ -83,9 +86,7 @@ fn write_error(ctx: &FunctionEnvMut<DlState>, buf: u32, buf_len: u32, message: &
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    let mut bytes = [&message.as_bytes()[..end], marker.as_bytes()].concat();
-    bytes.push(0);
-    let _ = view.write(buf as u64, &bytes);
+    Some([message.as_bytes()[..end].to_vec(), marker.into(), vec![0]].concat())
 }
 
 #[allow(clippy::too_many_arguments)] // the ABI's signature
@@ -194,4 +195,21 @@ fn chdir(mut ctx: FunctionEnvMut<DlState>, path: u32, path_len: u32) -> Result<i
 /// fork() cannot copy an instance group with its libraries: say so instead of misbehaving.
 fn proc_fork(_ctx: FunctionEnvMut<DlState>, _copy_memory: i32, _pid_ptr: u32) -> i32 {
     Errno::Notsup as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_message;
+
+    #[test]
+    fn messages_are_cut_with_a_marker_at_a_character_boundary() {
+        assert_eq!(fit_message("short", 16).unwrap(), b"short\0");
+        assert_eq!(fit_message("exactly", 8).unwrap(), b"exactly\0");
+        assert_eq!(fit_message("too long by far", 8).unwrap(), b"too ...\0");
+        // "é" is two bytes: it is dropped whole, not split.
+        assert_eq!(fit_message("abcé-rest", 8).unwrap(), b"abc...\0");
+        assert_eq!(fit_message("anything", 1).unwrap(), b"\0");
+        assert_eq!(fit_message("anything", 3).unwrap(), b"..\0");
+        assert_eq!(fit_message("anything", 0), None);
+    }
 }
