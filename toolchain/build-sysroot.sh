@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the PIC sysroot. Called by setup.sh with TOOLS, SYSROOT, WORK, WASI_LIBC_DEBIAN set.
+# Builds the PIC sysroot. Called by setup.sh with TOOLS, SYSROOT, WORK, WASI_LIBC_DEBIAN and
+# ZLIB_DEBIAN set.
 # Layout: $SYSROOT/include, $SYSROOT/lib (libc.a, libc++.a, crt objects, ...), $SYSROOT/tools.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,7 +47,8 @@ Dir::Cache "$apt/cache";
 APT::Sandbox::User "root";
 CONF
 APT_CONFIG="$apt/apt.conf" apt-get update -qq
-(cd "$apt/src" && APT_CONFIG="$apt/apt.conf" apt-get source -qq --download-only "wasi-libc=$WASI_LIBC_DEBIAN" >/dev/null)
+(cd "$apt/src" && APT_CONFIG="$apt/apt.conf" apt-get source -qq --download-only \
+   "wasi-libc=$WASI_LIBC_DEBIAN" "zlib=$ZLIB_DEBIAN" >/dev/null)
 # --no-check: apt already verified the files against the signed archive index.
 dpkg-source --no-check -x --skip-patches "$apt/src"/wasi-libc_*.dsc "$WORK/wasi-libc" >/dev/null
 
@@ -99,6 +101,32 @@ cc_sys -c "$src/scrt1.c" -o "$lib/scrt1.o"
 for empty in m rt pthread crypt util xnet resolv dl setjmp; do
   [ -e "$lib/lib$empty.a" ] || "$AR" rcs "$lib/lib$empty.a"
 done
+
+# zlib, static and PIC (CPython's zlib module, and programs that link -lz). Its configure
+# only decides what zconf.h says about <unistd.h> and <stdarg.h>: both exist here.
+log "building zlib $ZLIB_DEBIAN"
+dpkg-source --no-check -x --skip-patches "$apt/src"/zlib_*.dsc "$WORK/zlib" >/dev/null
+sed -i -e 's/^#ifdef HAVE_UNISTD_H.*/#if 1/' -e 's/^#ifdef HAVE_STDARG_H.*/#if 1/' "$WORK/zlib/zconf.h"
+zobj="$WORK/zlib-obj"; mkdir -p "$zobj"
+for f in adler32 compress crc32 deflate gzclose gzlib gzread gzwrite infback inffast inflate \
+         inftrees trees uncompr zutil; do
+  cc_sys -DHAVE_HIDDEN -Wno-deprecated-non-prototype -c "$WORK/zlib/$f.c" -o "$zobj/$f.o"
+done
+"$AR" rcs "$lib/libz.a" "$zobj"/*.o
+cp "$WORK/zlib/zlib.h" "$WORK/zlib/zconf.h" "$inc/"
+zlib_version="$(sed -n 's/^#define ZLIB_VERSION "\(.*\)"/\1/p' "$WORK/zlib/zlib.h")"
+mkdir -p "$lib/pkgconfig"
+cat > "$lib/pkgconfig/zlib.pc" <<PC
+prefix=$SYSROOT
+includedir=\${prefix}/include
+libdir=\${prefix}/lib
+
+Name: zlib
+Description: zlib compression library (wasix-dl sysroot)
+Version: $zlib_version
+Cflags: -I\${includedir}
+Libs: -L\${libdir} -lz
+PC
 
 # 2. compiler-rt builtins: Debian's wasm32 build (no data relocations, so it links into PIC
 #    modules; its objects carry no feature constraints against shared memory).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the wasix-dl toolchain: compilers from the package registries and a PIC wasi-libc /
-# libc++ sysroot built with exnref exceptions. Idempotent: every expensive step is cached under
+# libc++ / zlib sysroot built with exnref exceptions. Idempotent: every expensive step is cached under
 # $WASIX_DL_CACHE (default ~/.cache/wasix-dl), keyed by the hash of this directory's inputs.
 # Prints nothing but progress; the drivers in toolchain/bin find the result on their own.
 set -euo pipefail
@@ -10,6 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ZIGLANG_VERSION=0.17.1             # clang 22.1.8 + LLD 22.1.8, libc++/libunwind sources
 WASM_TOOLS_VERSION=1.262.0.0       # wasm-tools, for inspecting and validating modules
 WASI_LIBC_DEBIAN=0.0~git20220510.9886d3d-2   # bookworm's wasi-libc source package
+ZLIB_DEBIAN=1:1.2.13.dfsg-1                  # bookworm's zlib source package
 
 cache="$(python3 "$here/wasix_toolchain.py" cache-dir)"
 key="$(python3 "$here/wasix_toolchain.py" key)"
@@ -48,7 +49,7 @@ log "building sysroot $sysroot (about 2 minutes on 2 cores)"
 work="$cache/build-$key"
 rm -rf "$work" "$sysroot"; mkdir -p "$work"
 TOOLS="$tools" SYSROOT="$sysroot" WORK="$work" WASI_LIBC_DEBIAN="$WASI_LIBC_DEBIAN" \
-  bash "$here/build-sysroot.sh"
+  ZLIB_DEBIAN="$ZLIB_DEBIAN" bash "$here/build-sysroot.sh"
 touch "$sysroot/.complete"
 rm -rf "$work"
 log "sysroot ready: $sysroot"

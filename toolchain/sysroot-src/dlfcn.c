@@ -1,7 +1,8 @@
 /* dlopen/dlsym/dlclose/dlerror/dladdr over the WASIX host calls (namespace wasix_32v1), with
  * the same argument conventions as wasix-libc so that programs built here also run on wasmer:
- * strings are pointer + length, errors come back as a NUL-terminated message in a 256-byte
- * buffer, and the guest's LD_LIBRARY_PATH is handed to the runtime.
+ * strings are pointer + length, errors come back as a NUL-terminated message in a buffer the
+ * caller provides (4 KiB here: a missing library's message lists every path tried), and the
+ * guest's LD_LIBRARY_PATH is handed to the runtime.
  *
  * dlclose: the runtime may provide `__wasix_dlclose` (found with dlsym, so that no import is
  * added and the program still instantiates on runtimes without it); without it, dlclose only
@@ -14,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DL_ERR_LEN 256
+#define DL_ERR_LEN 4096
 
 #define WASIX_IMPORT(name) __attribute__((import_module("wasix_32v1"), import_name(name)))
 
