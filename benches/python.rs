@@ -1,0 +1,119 @@
+//! CPython benchmark (`cargo bench --bench python`): interpreter start-up plus `import` of a
+//! dozen standard-library C extension modules, under wasix-dl, for
+//!
+//! - the dynamically linked build (python-demo/build-python.sh: every extension module is a
+//!   side module in lib-dynload, loaded with `dlopen`), and
+//! - the same CPython with every extension module linked into python.wasm
+//!   (`build-python.sh --static`, built here if missing: about 5 minutes),
+//!
+//! each with a cold module cache (everything compiled) and a warm one. The static build is the
+//! baseline: the difference is the cost of dynamic linking.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// The modules imported; each is a .so in the dynamic build and built in in the static one.
+const IMPORTS: &str = "import math, _json, _struct, array, _datetime, binascii, _random, \
+                       unicodedata, _decimal, _pickle, _heapq, _bisect";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The install directory printed by `python-demo/build-python.sh ARGS`.
+fn cpython(args: &[&str]) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("python-demo/build-python.sh"))
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("bash runs python-demo/build-python.sh");
+    assert!(out.status.success(), "building CPython {args:?} failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Seconds for one `python -c CODE` run with the module cache in `cache`; checks the output.
+fn run(prefix: &Path, cache: &Path, code: &str) -> f64 {
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasix-dl"))
+        .arg("run")
+        .arg("--dir")
+        .arg(prefix)
+        .arg("--env")
+        .arg(format!("PYTHONHOME={}", prefix.display()))
+        .arg(prefix.join("bin/python3.13.wasm"))
+        .args(["-c", code])
+        .env("WASIX_DL_CACHE", cache)
+        .env_remove("WASIX_DL_NO_CACHE")
+        .output()
+        .expect("run wasix-dl");
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success() && out.stdout == b"ok\n",
+        "{} {code:?} failed: {}{}",
+        prefix.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+struct Times {
+    cold: f64,
+    warm: f64,
+}
+
+/// Median of 3 cold runs (each with a new, empty cache) and of 10 warm ones.
+fn measure(prefix: &Path, scratch: &Path, code: &str) -> Times {
+    let cold = median(
+        (0..3)
+            .map(|i| {
+                let cache = scratch.join(format!("cold-{i}"));
+                let t = run(prefix, &cache, code);
+                std::fs::remove_dir_all(&cache).unwrap();
+                t
+            })
+            .collect(),
+    );
+    let warm_cache = scratch.join("warm");
+    run(prefix, &warm_cache, code);
+    let warm = median((0..10).map(|_| run(prefix, &warm_cache, code)).collect());
+    std::fs::remove_dir_all(&warm_cache).unwrap();
+    Times { cold, warm }
+}
+
+fn main() {
+    let dynamic = cpython(&[]);
+    let fixed = cpython(&["--static"]);
+    let scratch = root().join("target/bench-python");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+
+    let imports = format!("{IMPORTS}; print('ok')");
+    println!(
+        "CPython 3.13 under wasix-dl (median; cold: 3 runs with an empty module cache, warm: 10)"
+    );
+    println!("                                      dynamic     static   dynamic/static");
+    for (what, code) in [
+        ("start-up only (python -c pass)", "print('ok')"),
+        ("start-up + import of 12 C modules", imports.as_str()),
+    ] {
+        let d = measure(&dynamic, &scratch, code);
+        let s = measure(&fixed, &scratch, code);
+        println!("{what}");
+        for (cache, dt, st) in [("cold", d.cold, s.cold), ("warm", d.warm, s.warm)] {
+            println!(
+                "  {cache}                            {:>8.1} ms {:>7.1} ms   {:.2}x",
+                dt * 1e3,
+                st * 1e3,
+                dt / st
+            );
+        }
+    }
+}

@@ -1,0 +1,34 @@
+"""The wasix-dl Python demo: CPython 3.13 built for WASIX, with its C extension modules and
+demo_ext loaded as shared libraries by wasix-dl. Run it with python-demo/run-python demo.py."""
+import _struct
+import json
+import math
+import sys
+
+import demo_ext
+
+print(f"Python {sys.version.split()[0]} on {sys.platform}, loaded by {demo_ext.built_for}")
+for name in ("math", "_json", "_struct", "demo_ext"):
+    print(f"  {name:9} from {sys.modules[name].__file__}")
+
+print("math.sqrt(16.0) =", math.sqrt(16.0))
+print("demo_ext.add(40, 2) =", demo_ext.add(40, 2))
+print("demo_ext.fib(100) =", demo_ext.fib(100))
+print("demo_ext.checksum(b'Wikipedia') =", hex(demo_ext.checksum(b"Wikipedia")))
+print("squares from C calling Python:", demo_ext.apply(lambda x: x * x, range(6)))
+
+counter = demo_ext.Counter(start=10, step=5)
+counter.increment()
+counter.increment(3)
+print(counter)
+
+try:
+    demo_ext.fib(-1)
+except ValueError as e:
+    print("ValueError:", e)
+try:
+    demo_ext.apply(lambda x: None, [1])
+except demo_ext.DemoError as e:
+    print("DemoError:", e)
+
+print("json round trip:", json.loads(json.dumps({"calls into demo_ext": demo_ext.calls()})))
