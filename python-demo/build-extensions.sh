@@ -7,6 +7,7 @@
 #   error-cases/                         extensions that must fail to import with a clear
 #                                        ImportError (tests/python.rs): a missing symbol, a
 #                                        missing library, a file that is not wasm
+#   cpython-prefix                       the CPython install they were built for
 # Idempotent; cached in $cache/python-ext-$key ($key: the CPython install, the sources, this
 # script). Progress goes to stderr; stdout gets only the output directory.
 # --check: print the directory if it is built, else say what to run and exit 1.
@@ -86,6 +87,7 @@ cc -shared "$work/needs_library.c" "$work/libdemo_helper.so" -o "$errors/needs_l
 printf 'This is a text file, not a WebAssembly module.\n' > "$errors/not_wasm$ext_suffix"
 
 rm -rf "$work"
+echo "$prefix" > "$out/cpython-prefix"   # the CPython these were built for (run-python)
 touch "$out/.complete"
 log "done: $out"
 echo "$out"
