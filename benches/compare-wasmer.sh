@@ -24,7 +24,8 @@ run_timed() { # prints "exit milliseconds" on the first line, then the output
   local start end rc out
   start=$(date +%s%N)
   set +e
-  out="$("$@" 2>/dev/null)"; rc=$?  # stdout only: wasmer prints deprecation warnings
+  # stdout only (wasmer prints deprecation warnings); a run past 30 s is killed: exit 124
+  out="$(timeout 30 "$@" 2>/dev/null </dev/null)"; rc=$?
   set -e
   end=$(date +%s%N)
   printf '%s %d\n%s\n' "$rc" "$(( (end - start) / 1000000 ))" "$out"
