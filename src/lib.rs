@@ -6,12 +6,15 @@
 //!
 //! # Phases, one file each
 //!
-//! `dylink` (reading dylink.0) → `search` (where a library is looked for) → `load` (reading
-//! and compiling, through `cache`) → `layout` (memory and table regions) → `scope` (symbol
-//! lookup) → `bind` (imports, GOT, with `trampoline` stubs) in a `group` (one thread's
-//! instances) → `init` (relocations, constructors). `linker` holds the process-wide state and
-//! the start-up sequence, `open` is dlopen/dlsym at run time, `wasix` the host functions of the
-//! DL ABI, `run` one program run, `tools` ldd and inspect.
+//! `dylink` (reading dylink.0) → `search` (where a library is looked for) → `load` (reading,
+//! `describe` (imports and exports from the bytes), `rewrite` (the form a module is compiled
+//! in: fixed table, direct calls made indirect) and compiling through `cache`) → `layout`
+//! (memory and table regions) → `scope` (symbol lookup) → `bind` (imports, GOT, with
+//! `trampoline` stubs) in a `group` (one thread's instances) → `init` (relocations,
+//! constructors). `linker` holds the process-wide state and the start-up sequence, `open` is
+//! dlopen/dlsym/dlclose at run time, `wasix` the host functions of the DL ABI, `poll` WASI's
+//! meaning of a zero `poll_oneoff` timeout, `fs` the guest's file system, `run` one program
+//! run, `tools` ldd and inspect, `error` what can go wrong.
 //!
 //! # Locks
 //!
