@@ -10,17 +10,22 @@ use wasmer::{Engine, Module};
 
 use crate::error::Error;
 
+/// Size the cache may reach before the least recently used artifacts are removed.
+const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
 /// Compiles modules for one engine, through the cache when there is one.
 #[derive(Clone)]
 pub struct Compiler {
     pub engine: Engine,
     /// Directory of cached artifacts; `None` disables the cache.
     dir: Option<PathBuf>,
+    max_bytes: u64,
 }
 
 impl Compiler {
     /// The cache lives in `$WASIX_DL_CACHE/modules` (default `~/.cache/wasix-dl/modules`);
-    /// `WASIX_DL_NO_CACHE=1` turns it off.
+    /// `WASIX_DL_NO_CACHE=1` turns it off. It holds at most `$WASIX_DL_CACHE_MAX_BYTES`
+    /// (default 1 GiB): storing an artifact removes the least recently used ones beyond that.
     pub fn new(engine: Engine) -> Self {
         let disabled = std::env::var_os("WASIX_DL_NO_CACHE").is_some_and(|v| v != "0");
         let base = std::env::var_os("WASIX_DL_CACHE")
@@ -31,7 +36,15 @@ impl Compiler {
         } else {
             base.map(|b| b.join("modules"))
         };
-        Compiler { engine, dir }
+        let max_bytes = std::env::var("WASIX_DL_CACHE_MAX_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_BYTES);
+        Compiler {
+            engine,
+            dir,
+            max_bytes,
+        }
     }
 
     fn key(&self, parts: &[&[u8]]) -> String {
@@ -68,6 +81,7 @@ impl Compiler {
             // A file that fails to load is ignored and rewritten.
             if let Ok(module) = unsafe { Module::deserialize_from_file(&self.engine, path) } {
                 tracing::debug!(target: "wasix_dl::libs", "{name}: compiled module loaded from the cache");
+                mark_used(path);
                 return Ok(module);
             }
         }
@@ -79,6 +93,7 @@ impl Compiler {
             })?;
         if let Some(path) = &cached {
             store(&module, path);
+            evict(path, self.max_bytes);
         }
         Ok(module)
     }
@@ -96,6 +111,42 @@ fn store(module: &Module, path: &Path) {
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         tracing::debug!(target: "wasix_dl::libs", path = %path.display(), error = %e, "cannot cache a compiled module");
+    }
+}
+
+/// An artifact's modification time is when it was last used: eviction goes by it (access
+/// times are unreliable on `noatime`/`relatime` mounts).
+fn mark_used(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Removes the least recently used artifacts until the cache holds at most `max_bytes`,
+/// never `keep` (the one just stored). Another process may still be loading a removed file:
+/// it then compiles the module again.
+fn evict(keep: &Path, max_bytes: u64) {
+    let Some(Ok(entries)) = keep.parent().map(std::fs::read_dir) else {
+        return;
+    };
+    let mut artifacts: Vec<_> = entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let meta = std::fs::metadata(&path).ok()?;
+            let used = meta.modified().ok()?;
+            (path.extension()? == "bin").then_some((used, meta.len(), path))
+        })
+        .collect();
+    let mut total: u64 = artifacts.iter().map(|(_, len, _)| len).sum();
+    artifacts.sort();
+    for (_, len, path) in artifacts {
+        if total <= max_bytes {
+            break;
+        }
+        if path != keep && std::fs::remove_file(&path).is_ok() {
+            tracing::debug!(target: "wasix_dl::libs", path = %path.display(), "evicted from the module cache");
+            total -= len;
+        }
     }
 }
 
