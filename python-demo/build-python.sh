@@ -53,16 +53,8 @@ bash "$repo/toolchain/setup.sh"   # the sysroot, quick when it is already built
 
 # 1. Build-machine packages (only what is missing). build-essential brings gcc, make and
 #    dpkg-dev (dpkg-source); xz-utils unpacks the tarballs.
-need_pkgs=()
-for p in build-essential xz-utils; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need_pkgs+=("$p")
-done
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  log "apt-get install ${need_pkgs[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
+. "$repo/toolchain/debian.sh"
+install_missing build-essential xz-utils
 
 work="$cache/cpython-build-$key"
 rm -rf "$work" "$prefix"; mkdir -p "$work"
@@ -70,18 +62,8 @@ rm -rf "$work" "$prefix"; mkdir -p "$work"
 # 2. CPython's source from Debian trixie, through a private apt configuration that holds only
 #    a deb-src line (the machine's own apt sources stay untouched).
 log "fetching python3.13 source from Debian trixie"
-apt="$work/apt"; mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/prefs.d" "$apt/src"
-echo "deb-src http://deb.debian.org/debian trixie main" > "$apt/sources.list"
-cat > "$apt/apt.conf" <<CONF
-Dir::Etc::SourceList "$apt/sources.list";
-Dir::Etc::SourceParts "/nonexistent";
-Dir::Etc::PreferencesParts "$apt/prefs.d";
-Dir::State::Lists "$apt/lists";
-Dir::Cache "$apt/cache";
-APT::Sandbox::User "root";
-CONF
-APT_CONFIG="$apt/apt.conf" apt-get update -qq
-(cd "$apt/src" && APT_CONFIG="$apt/apt.conf" apt-get source -qq --download-only python3.13 >/dev/null)
+apt="$work/apt"
+fetch_sources trixie "$apt" python3.13
 dsc="$(echo "$apt/src"/python3.13_*.dsc)"
 debian_version="$(sed -n 's/^Version: //p' "$dsc")"
 case "$debian_version" in

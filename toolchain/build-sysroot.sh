@@ -36,19 +36,9 @@ CC="$WORK/bin/cc"; AR="$WORK/bin/ar"
 # 1. wasi-libc from Debian bookworm's source package, through a private apt configuration
 #    that holds only a deb-src line (the machine's own apt sources stay untouched).
 log "fetching wasi-libc $WASI_LIBC_DEBIAN source"
-apt="$WORK/apt"; mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/prefs.d" "$apt/src"
-echo "deb-src http://deb.debian.org/debian bookworm main" > "$apt/sources.list"
-cat > "$apt/apt.conf" <<CONF
-Dir::Etc::SourceList "$apt/sources.list";
-Dir::Etc::SourceParts "/nonexistent";
-Dir::Etc::PreferencesParts "$apt/prefs.d";
-Dir::State::Lists "$apt/lists";
-Dir::Cache "$apt/cache";
-APT::Sandbox::User "root";
-CONF
-APT_CONFIG="$apt/apt.conf" apt-get update -qq
-(cd "$apt/src" && APT_CONFIG="$apt/apt.conf" apt-get source -qq --download-only \
-   "wasi-libc=$WASI_LIBC_DEBIAN" "zlib=$ZLIB_DEBIAN" >/dev/null)
+. "$here/debian.sh"
+apt="$WORK/apt"
+fetch_sources bookworm "$apt" "wasi-libc=$WASI_LIBC_DEBIAN" "zlib=$ZLIB_DEBIAN"
 # --no-check: apt already verified the files against the signed archive index.
 dpkg-source --no-check -x --skip-patches "$apt/src"/wasi-libc_*.dsc "$WORK/wasi-libc" >/dev/null
 

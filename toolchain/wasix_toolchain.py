@@ -25,7 +25,7 @@ from pathlib import Path
 
 TOOLCHAIN_DIR = Path(__file__).resolve().parent
 # Files whose content decides what the sysroot contains.
-KEY_INPUTS = ["setup.sh", "build-sysroot.sh", "build-libcxx.sh", "sysroot-src"]
+KEY_INPUTS = ["setup.sh", "build-sysroot.sh", "build-libcxx.sh", "debian.sh", "sysroot-src"]
 
 FEATURE_FLAGS = ["-matomics", "-mbulk-memory", "-mmutable-globals", "-mnontrapping-fptoint",
                  "-msign-ext"]
