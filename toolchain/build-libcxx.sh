@@ -20,7 +20,7 @@ cp "$ziglib/libcxxabi/include"/*.h "$inc/"
 cp "$ziglib/libunwind/include"/*.h "$SYSROOT/include/"
 
 flags=(--target=wasm32-wasip1 --sysroot="$SYSROOT" -resource-dir "$ziglib"
-  -O2 -DNDEBUG -fno-stack-protector -fPIC -fvisibility=default
+  -O2 -DNDEBUG -fno-stack-protector -fPIC -fvisibility=default -pthread
   -matomics -mbulk-memory -mmutable-globals -mnontrapping-fptoint -msign-ext
   -fwasm-exceptions -mllvm -wasm-use-legacy-eh=false -mllvm -wasm-enable-sjlj)
 cxxflags=("${flags[@]}" -std=c++23 -nostdinc++ -isystem "$inc" -D_LIBCPP_BUILDING_LIBRARY
@@ -44,11 +44,11 @@ compile_all() {
 log "building libc++abi"
 abi_srcs=()
 for f in "$ziglib"/libcxxabi/src/*.cpp; do
-  # cxa_thread_atexit.cpp needs thread-specific storage (threads come later)
+  # cxa_thread_atexit.cpp defines nothing outside Linux and Fuchsia: libc has __cxa_thread_atexit
   case "$(basename "$f")" in cxa_noexception.cpp|cxa_thread_atexit.cpp) continue ;; esac
   abi_srcs+=("$f")
 done
-compile_all "$WORK/cxxabi" clang --driver-mode=g++ "${cxxflags[@]}" -D_LIBCXXABI_HAS_NO_THREADS -- "${abi_srcs[@]}"
+compile_all "$WORK/cxxabi" clang --driver-mode=g++ "${cxxflags[@]}" -- "${abi_srcs[@]}"
 "$zig" ar rcs "$SYSROOT/lib/libc++abi.a" "$WORK"/cxxabi/*.o
 
 log "building libunwind"
@@ -61,10 +61,8 @@ cxx_srcs=()
 # <filesystem> is off: the 2022 wasi-libc has no <sys/statvfs.h>.
 for f in "$ziglib"/libcxx/src/*.cpp "$ziglib"/libcxx/src/ryu/*.cpp; do
   case "$(basename "$f")" in
-    # threads (no threaded libc yet) and platform back ends that do not apply to WASI
-    thread.cpp|barrier.cpp|condition_variable.cpp|condition_variable_destructor.cpp|future.cpp|\
-    mutex.cpp|mutex_destructor.cpp|shared_mutex.cpp|atomic.cpp|int128_builtins.cpp|\
-    directory_monitor.cpp) continue ;;
+    # platform back ends that do not apply to WASI
+    int128_builtins.cpp|directory_monitor.cpp) continue ;;
   esac
   cxx_srcs+=("$f")
 done

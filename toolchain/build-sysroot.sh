@@ -42,11 +42,27 @@ fetch_sources bookworm "$apt" "wasi-libc=$WASI_LIBC_DEBIAN" "zlib=$ZLIB_DEBIAN"
 # --no-check: apt already verified the files against the signed archive index.
 dpkg-source --no-check -x --skip-patches "$apt/src"/wasi-libc_*.dsc "$WORK/wasi-libc" >/dev/null
 
-log "building wasi-libc (PIC, exnref)"
-mkdir -p "$WORK/wasi-libc-obj"
-make -s -C "$WORK/wasi-libc" -j"$jobs" CC="$CC" AR="$AR" NM="$WORK/bin/nm" \
-  TARGET_TRIPLE=wasm32-wasip1 EXTRA_CFLAGS="$CFLAGS_COMMON" \
-  SYSROOT="$SYSROOT" OBJDIR="$WORK/wasi-libc-obj" startup_files libc >/dev/null
+log "building wasi-libc (PIC, exnref, threaded)"
+# Threaded (THREAD_MODEL=posix: -pthread, musl's locks). sysroot-src/thread/include comes
+# first on the include path: musl's wasm32 atomics and thread pointer (Debian's refuse
+# _REENTRANT), its syscalls routed to WASIX, and internal-only fixes for headers that refuse
+# threads (see each file).
+obj_dir="$WORK/wasi-libc-obj"; mkdir -p "$obj_dir"
+libc_make() {
+  make -s -C "$WORK/wasi-libc" CC="$CC" AR="$AR" NM="$WORK/bin/nm" TARGET_TRIPLE=wasm32-wasip1 \
+    EXTRA_CFLAGS="$CFLAGS_COMMON -I$src/thread/include" SYSROOT="$SYSROOT" OBJDIR="$obj_dir" "$@" >/dev/null
+}
+# These refuse to build with threads (#error, or a lock declared for upstream only): they are
+# built without _REENTRANT, and the threaded pass keeps them (-o). Preopens are registered by
+# a constructor, before any thread; the emulated cwd (getcwd/chdir) and random() are not
+# thread-safe; getentropy is no cancellation point anyway; thrd_sleep comes from our glue.
+unthreaded=()
+for f in libc-bottom-half/sources/{preopens,getcwd,chdir,getentropy} \
+         libc-bottom-half/cloudlibc/src/libc/time/nanosleep libc-top-half/musl/src/prng/random; do
+  unthreaded+=("$obj_dir/$f.o")
+done
+libc_make THREAD_MODEL=unthreaded "${unthreaded[@]}"
+libc_make -j"$jobs" THREAD_MODEL=posix $(printf -- '-o %s ' "${unthreaded[@]}") startup_files libc
 lib="$SYSROOT/lib"
 mv "$lib/wasm32-wasi"/* "$lib/"
 rmdir "$lib/wasm32-wasi"
@@ -82,10 +98,45 @@ cc_sys -c "$ziglib/libc/wasi/libc-top-half/musl/src/setjmp/wasm32/rt.c" -o "$obj
 cc_sys -c "$src/errno_location.c" -o "$obj/errno_location.o"
 cc_sys -c "$src/dlfcn.c" -o "$obj/dlfcn.o"
 cc_sys -c "$src/wasix_cwd.c" -o "$obj/wasix_cwd.o"
-cc_sys -c "$src/atexit.c" -o "$obj/atexit_dso.o"
+cc_sys -pthread -c "$src/atexit.c" -o "$obj/atexit_dso.o"
 "$AR" d "$lib/libc.a" atexit.o   # musl's, whose __cxa_finalize does nothing
 "$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o" \
   "$obj/atexit_dso.o"
+
+# POSIX threads: musl's generic thread code from the Debian tree, compiled like the rest of
+# its sources, over our wasm32 glue (sysroot-src/thread: creation, start, exit, join, futexes).
+log "building pthreads"
+musl="$WORK/wasi-libc/libc-top-half/musl"
+tobj="$WORK/thread"; mkdir -p "$tobj"
+{ echo '#!/bin/sh'
+  printf 'exec %q' "$CC"
+  printf ' %q' --target=wasm32-wasip1 --sysroot="$SYSROOT" $CFLAGS_COMMON -pthread \
+    -I"$src/thread/include" -I"$musl/src/include" -I"$musl/src/internal" -I"$musl/arch/wasm32" \
+    -I"$musl/arch/generic" -I"$WORK/wasi-libc/libc-top-half/headers/private" \
+    -Wno-parentheses -Wno-shift-op-parentheses -Wno-bitwise-op-parentheses \
+    -DSEM_VALUE_MAX=0x7fffffff
+  echo ' "$@"'; } > "$WORK/bin/cc-musl"
+chmod +x "$WORK/bin/cc-musl"
+thread_srcs=("$musl"/src/thread/{__lock,__wait,vmlock,lock_ptc,pthread_atfork,pthread_setattr_default_np}.c
+  "$musl"/src/thread/pthread_{attr_[ids],barrier_,barrierattr_,cond_[bdisw],condattr_[dip],mutex_,mutexattr_,rwlock_,rwlockattr_,spin_}*.c
+  "$musl"/src/thread/pthread_{cleanup_push,equal,getspecific,key_create,once,self,setspecific}.c
+  "$musl"/src/thread/pthread_{setcancelstate,setcanceltype,testcancel,getconcurrency,setconcurrency}.c
+  "$musl"/src/thread/pthread_{getschedparam,setschedparam,setschedprio}.c
+  "$musl"/src/thread/sem_{destroy,getvalue,init,post,timedwait,trywait,wait}.c
+  "$musl"/src/thread/{call_once,cnd_*,mtx_*,thrd_create,thrd_exit,thrd_join,thrd_yield,tss_*}.c
+  "$musl"/src/stdio/{__lockfile,flockfile,ftrylockfile,funlockfile}.c
+  "$src/thread/wasix_thread.c")
+printf '%s\n' "${thread_srcs[@]}" | xargs -P "$jobs" -I{} sh -c \
+  'n="$(basename "$1")"; "$0" -c "$1" -o "$2/${n%.*}.o"' "$WORK/bin/cc-musl" {} "$tobj"
+# WASI's clockid_t is a pointer, musl's condition variables keep a clock number: the two
+# files that mix them are built so; the clock attribute accessors are ours (wasix_thread.c).
+"$WORK/bin/cc-musl" -Wno-int-conversion -c "$musl/src/thread/pthread_cond_timedwait.c" -o "$tobj/pthread_cond_timedwait.o"
+"$WORK/bin/cc-musl" -Wno-int-conversion -Dpthread_condattr_getclock=__musl_condattr_getclock \
+  -c "$musl/src/thread/pthread_attr_get.c" -o "$tobj/pthread_attr_get.o"
+"$CC" --target=wasm32-wasip1 -matomics -c "$src/thread/wasi_thread_start.s" -o "$tobj/wasi_thread_start.o"
+"$AR" rcs "$lib/libc.a" "$tobj"/*.o
+# <pthread.h> names struct sched_param, which WASI's <sched.h> leaves out.
+cat "$src/thread/sched_param.h" >> "$inc/sched.h"
 cc_sys -c "$src/crt1-command.c" -o "$lib/crt1-command.o"
 cc_sys -c "$src/scrt1.c" -o "$lib/scrt1.o"
 for empty in m rt pthread crypt util xnet resolv dl setjmp; do

@@ -9,7 +9,12 @@ The drivers take clang's usual flags and produce dynamically linked WebAssembly 
 * with `-shared`: a side module (shared library) that imports what it does not define and
   exports `__wasix_init_tls` plus the TLS and relocation entry points the loader calls.
 * `-c`, `-S`, `-E`: compile only, with the flags every object of the sysroot was built with
-  (PIC, default visibility, atomics + bulk memory, exnref exceptions, setjmp on wasm EH).
+  (PIC, default visibility, atomics + bulk memory, -pthread, exnref exceptions, setjmp on
+  wasm EH).
+
+Threads are always on (`-pthread` is accepted and implied): every program links the one
+threaded libc, which takes no locks until a second thread exists. A main exports
+`wasi_thread_start`, where the runtime starts threads made by `pthread_create`.
 
 `-Wl,-rpath,'$ORIGIN'` writes the module's runtime-path. No external wasm-opt ever runs.
 
@@ -103,9 +108,12 @@ class Invocation:
                 self.output = a[2:]
             elif a == "-shared":
                 self.shared = True
-            elif a in ("-pthread", "-pthreads") or a.startswith("-mthread-model"):
-                raise DriverError("threads (-pthread) are not supported by this toolchain yet: "
-                                  "the threaded libc is a later issue")
+            elif a in ("-pthread", "-pthreads"):
+                pass  # always on: one threaded libc for every program
+            elif a == "-mthread-model":
+                i += 1  # always posix
+            elif a.startswith("-mthread-model"):
+                pass
             elif a in ("-c", "-S", "-E", "-M", "-MM", "-fsyntax-only"):
                 self.compile_only = True
                 self.compile_flags.append(a)
@@ -166,7 +174,7 @@ class Invocation:
 def compile_command(root: Path, inv: Invocation, zig: Path, ziglib: Path, cxx: bool):
     cmd = [str(zig), "clang", *(["--driver-mode=g++"] if cxx else []), "--target=wasm32-wasip1",
            f"--sysroot={root}", "-resource-dir", str(ziglib), "-fPIC", "-fvisibility=default",
-           "-fno-stack-protector", *FEATURE_FLAGS, *EH_FLAGS]
+           "-fno-stack-protector", "-pthread", *FEATURE_FLAGS, *EH_FLAGS]
     if cxx:
         cmd += ["-nostdinc++", "-isystem", str(root / "include" / "c++" / "v1")]
     return cmd + inv.compile_flags
@@ -182,7 +190,8 @@ def link_command(root: Path, inv: Invocation, zig: Path, objects, output):
         cmd += ["-shared", "--no-entry", "--export=__wasix_init_tls", str(lib / "scrt1.o")]
     else:
         # Export everything visible, including the whole libc, for the libraries to bind to.
-        cmd += ["-pie", "--import-memory", "--export-dynamic", str(lib / "crt1-command.o")]
+        cmd += ["-pie", "--import-memory", "--export-dynamic",
+                "--export-if-defined=wasi_thread_start", str(lib / "crt1-command.o")]
     cmd += inv.link_flags + objects + inv.link_inputs
     if inv.shared:
         if inv.cxx:
