@@ -389,7 +389,6 @@ int __pthread_create(pthread_t *restrict res, const pthread_attr_t *restrict att
 	new->locale = &libc.global_locale;
 	new->robust_list.head = &new->robust_list.head;
 	new->detach_state = attr._a_detach ? DT_DETACHED : DT_JOINABLE;
-	new->canceldisable = self->canceldisable == PTHREAD_CANCEL_DISABLE;
 	b->func = entry;
 	b->arg = arg;
 	b->c11 = c11;
