@@ -93,12 +93,12 @@ cp "$src/dlfcn.h" "$inc/dlfcn.h"
 
 log "building crt objects, dlfcn, setjmp runtime"
 obj="$WORK/extra"; mkdir -p "$obj"
-cc_sys() { "$CC" --target=wasm32-wasip1 --sysroot="$SYSROOT" $CFLAGS_COMMON "$@"; }
+cc_sys() { "$CC" --target=wasm32-wasip1 --sysroot="$SYSROOT" $CFLAGS_COMMON -pthread "$@"; }
 cc_sys -c "$ziglib/libc/wasi/libc-top-half/musl/src/setjmp/wasm32/rt.c" -o "$obj/setjmp-rt.o"
 cc_sys -c "$src/errno_location.c" -o "$obj/errno_location.o"
 cc_sys -c "$src/dlfcn.c" -o "$obj/dlfcn.o"
 cc_sys -c "$src/wasix_cwd.c" -o "$obj/wasix_cwd.o"
-cc_sys -pthread -c "$src/atexit.c" -o "$obj/atexit_dso.o"
+cc_sys -c "$src/atexit.c" -o "$obj/atexit_dso.o"
 "$AR" d "$lib/libc.a" atexit.o   # musl's, whose __cxa_finalize does nothing
 "$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o" \
   "$obj/atexit_dso.o"
