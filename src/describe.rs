@@ -53,6 +53,9 @@ pub struct Description {
     /// module's active element segments (offset `__table_base` plus a constant): their
     /// address must stay where the module put them.
     pub own_slots: HashMap<String, u32>,
+    /// Export name → value of exported immutable globals initialised with a constant: the
+    /// relative address of a data symbol, or the offset of a TLS symbol in the module's block.
+    pub global_values: HashMap<String, u32>,
 }
 
 impl Description {
@@ -96,6 +99,7 @@ pub fn describe(name: &str, bytes: &[u8]) -> Result<Description, Error> {
     let mut out = Description::default();
     let mut exported_funcs: Vec<(String, u32)> = Vec::new();
     let mut placed: Vec<(u32, u32)> = Vec::new(); // (function index, relative slot)
+    let mut global_values: Vec<Option<u32>> = Vec::new(); // constant value by global index
 
     let mut parser = Parser::new(0);
     let mut rest = bytes;
@@ -126,7 +130,10 @@ pub fn describe(name: &str, bytes: &[u8]) -> Result<Description, Error> {
                             minimum_pages: m.initial,
                             memory64: m.memory64,
                         },
-                        TypeRef::Global(_) => ImportKind::Global,
+                        TypeRef::Global(_) => {
+                            global_values.push(None);
+                            ImportKind::Global
+                        }
                         TypeRef::Tag(_) => ImportKind::Tag,
                     };
                     out.imports.push(Import {
@@ -134,6 +141,16 @@ pub fn describe(name: &str, bytes: &[u8]) -> Result<Description, Error> {
                         field: import.name.to_string(),
                         kind,
                     });
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for global in reader {
+                    let global = global.map_err(malformed)?;
+                    global_values.push(
+                        (!global.ty.mutable)
+                            .then(|| constant(global.init_expr))
+                            .flatten(),
+                    );
                 }
             }
             Payload::FunctionSection(reader) => {
@@ -161,7 +178,12 @@ pub fn describe(name: &str, bytes: &[u8]) -> Result<Description, Error> {
                             };
                             ExportKind::Function(ty)
                         }
-                        ExternalKind::Global => ExportKind::Global,
+                        ExternalKind::Global => {
+                            if let Some(&Some(value)) = global_values.get(export.index as usize) {
+                                out.global_values.insert(export.name.to_string(), value);
+                            }
+                            ExportKind::Global
+                        }
                         _ => ExportKind::Other,
                     };
                     out.exports.push((export.name.to_string(), kind));
@@ -233,6 +255,16 @@ fn value_type(ty: ValType) -> Option<Type> {
         ValType::Ref(r) if r == wasmparser::RefType::EXNREF => Type::ExceptionRef,
         ValType::Ref(_) => return None,
     })
+}
+
+/// The value of a constant expression that is a single `i32.const`.
+fn constant(expr: wasmparser::ConstExpr) -> Option<u32> {
+    let mut reader = expr.get_operators_reader();
+    let value = match reader.read().ok()? {
+        Operator::I32Const { value } => value as u32,
+        _ => return None,
+    };
+    matches!(reader.read().ok()?, Operator::End).then_some(value)
 }
 
 /// The constant part of an element offset `global.get __table_base (+ i32.const k)`.

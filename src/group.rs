@@ -1,14 +1,22 @@
 //! One thread's instance group (DESIGN: tables and funcrefs cannot cross wasmer Stores): the
 //! shared memory, this thread's table, stack pointer and exception tags, and one instance of
-//! every loaded module.
+//! every loaded module, each made from its [`LinkPlan`](crate::plan::LinkPlan). Start-up,
+//! `dlopen`, a new thread and a thread catching up all instantiate through
+//! [`InstanceGroup::instantiate`].
 
 use std::sync::Arc;
 
-use wasmer::{AsStoreMut, Global, Instance, Memory, Table, TableType, Tag, Type, Value};
+use wasmer::{
+    AsStoreMut, Extern, Function, Global, Imports, Instance, Memory, RuntimeError, Table,
+    TableType, Tag, Type, Value,
+};
 
 use crate::error::Error;
 use crate::layout::TABLE_CAPACITY;
 use crate::linker::Linker;
+use crate::plan::{Binding, GotValue};
+use crate::scope::ModuleId;
+use crate::trampoline;
 
 #[derive(Clone)]
 pub struct InstanceGroup {
@@ -22,6 +30,9 @@ pub struct InstanceGroup {
     /// By module id; `None` until instantiated. Shared pointers: an `Instance` carries its
     /// whole export map, too much to copy on every dlsym.
     pub instances: Vec<Option<Arc<Instance>>>,
+    /// GOT entries of thread-local symbols whose provider's TLS block in this thread is not
+    /// known yet: set by [`InstanceGroup::bind_tls_got`].
+    tls_got: Vec<(Global, ModuleId, u32)>,
 }
 
 impl InstanceGroup {
@@ -46,7 +57,142 @@ impl InstanceGroup {
             cpp_exception: Tag::new(store, vec![Type::I32]),
             c_longjmp: Tag::new(store, vec![Type::I32]),
             instances: Vec::new(),
+            tls_got: Vec::new(),
         })
+    }
+
+    /// Instantiates module `id` from its plan, then fills the table slots handed out for its
+    /// functions. Every module the plan binds directly must already be instantiated here.
+    pub fn instantiate(
+        &mut self,
+        store: &mut impl AsStoreMut,
+        linker: &Linker,
+        id: ModuleId,
+        wasi: &Imports,
+    ) -> Result<Arc<Instance>, Error> {
+        let loaded = &linker.modules[id];
+        let plan = loaded.plan.as_ref().expect("planned before instantiation");
+        let trampolines = match &plan.trampolines {
+            Some(module) => {
+                let mut imports = Imports::new();
+                imports.define("env", "__indirect_function_table", self.table.clone());
+                Some(
+                    Instance::new(store, module, &imports).map_err(|e| Error::Instantiate {
+                        module: format!("{} (trampolines)", loaded.name),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let mut imports = Imports::new();
+        for import in &plan.imports {
+            let (ns, field) = (import.module.as_str(), import.field.as_str());
+            let fail = |reason: String| Error::Bind {
+                module: loaded.name.clone(),
+                import_module: ns.to_string(),
+                field: field.to_string(),
+                reason,
+            };
+            let value: Extern = match &import.binding {
+                Binding::Memory => self.memory.clone().into(),
+                Binding::Table => self.table.clone().into(),
+                Binding::StackPointer => self.stack_pointer.clone().into(),
+                Binding::CppException => self.cpp_exception.clone().into(),
+                Binding::CLongjmp => self.c_longjmp.clone().into(),
+                Binding::Base(value) => Global::new(store, Value::I32(*value as i32)).into(),
+                Binding::Got(GotValue::Fixed(value)) => {
+                    Global::new_mut(store, Value::I32(*value as i32)).into()
+                }
+                Binding::Got(GotValue::Tls { provider, offset }) => {
+                    let global = Global::new_mut(store, Value::I32(0));
+                    self.tls_got.push((global.clone(), *provider, *offset));
+                    global.into()
+                }
+                Binding::Direct { provider } => {
+                    let instance = self.instances[*provider].as_ref().ok_or_else(|| {
+                        fail(format!(
+                            "{} is not instantiated in this thread",
+                            linker.modules[*provider].name
+                        ))
+                    })?;
+                    instance
+                        .exports
+                        .get_function(field)
+                        .map_err(|e| fail(e.to_string()))?
+                        .clone()
+                        .into()
+                }
+                Binding::Trampoline { index } => trampolines
+                    .as_ref()
+                    .and_then(|t| {
+                        t.exports
+                            .get_function(&trampoline::export_name(*index))
+                            .ok()
+                    })
+                    .ok_or_else(|| fail("its trampoline is missing".into()))?
+                    .clone()
+                    .into(),
+                Binding::UndefinedWeak(ty) => {
+                    let message = format!("called undefined weak function `{field}`");
+                    Function::new(store, ty.clone(), move |_| {
+                        Err(RuntimeError::new(message.clone()))
+                    })
+                    .into()
+                }
+                Binding::Wasi => wasi.get_export(ns, field).ok_or_else(|| {
+                    fail("unknown import namespace or function (not a WASI/WASIX import)".into())
+                })?,
+            };
+            imports.define(ns, field, value);
+        }
+        let instance =
+            Instance::new(store, loaded.module(), &imports).map_err(|e| Error::Instantiate {
+                module: loaded.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let instance = Arc::new(instance);
+        if self.instances.len() <= id {
+            self.instances.resize(id + 1, None);
+        }
+        self.instances[id] = Some(instance.clone());
+        self.fill_slots_of(store, linker, id)?;
+        Ok(instance)
+    }
+
+    /// The address of module `id`'s TLS block in this thread (0 if it has none or it is not
+    /// set up yet).
+    pub fn tls_base(&self, store: &mut impl AsStoreMut, id: ModuleId) -> u32 {
+        let Some(Some(instance)) = self.instances.get(id) else {
+            return 0;
+        };
+        match instance
+            .exports
+            .get_global("__tls_base")
+            .map(|g| g.get(store))
+        {
+            Ok(Value::I32(base)) => base as u32,
+            _ => 0,
+        }
+    }
+
+    /// Sets the GOT entries of thread-local symbols whose providers' TLS blocks now exist.
+    pub fn bind_tls_got(&mut self, store: &mut impl AsStoreMut) -> Result<(), Error> {
+        let pending = std::mem::take(&mut self.tls_got);
+        for (global, provider, offset) in pending {
+            let base = self.tls_base(store, provider);
+            if base == 0 {
+                self.tls_got.push((global, provider, offset));
+                continue;
+            }
+            global
+                .set(store, Value::I32(base.wrapping_add(offset) as i32))
+                .map_err(|e| Error::Instantiate {
+                    module: "(TLS GOT entry)".into(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
     }
 
     /// Puts the function that owns table slot `slot` there, if its module is instantiated in
@@ -60,7 +206,7 @@ impl InstanceGroup {
         let Some((provider, name)) = linker.slot_owner(slot) else {
             return Ok(());
         };
-        let Some(instance) = &self.instances[provider] else {
+        let Some(Some(instance)) = self.instances.get(provider) else {
             return Ok(());
         };
         let fail = |reason: String| Error::Bind {
@@ -93,6 +239,13 @@ impl InstanceGroup {
             self.fill_slot(store, linker, slot)?;
         }
         Ok(())
+    }
+
+    /// Empties table `slots` in this group's table.
+    pub fn null_slots(&self, store: &mut impl AsStoreMut, slots: &[u32]) {
+        for &slot in slots.iter().filter(|&&s| s < TABLE_CAPACITY) {
+            let _ = self.table.set(store, slot, Value::FuncRef(None));
+        }
     }
 }
 

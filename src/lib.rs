@@ -9,22 +9,31 @@
 //! `dylink` (reading dylink.0) → `search` (where a library is looked for) → `load` (reading,
 //! `describe` (imports and exports from the bytes), `rewrite` (the form a module is compiled
 //! in: fixed table, direct calls made indirect) and compiling through `cache`) → `layout`
-//! (memory and table regions) → `scope` (symbol lookup) → `bind` (imports, GOT, with
-//! `trampoline` stubs) in a `group` (one thread's instances) → `init` (relocations,
+//! (memory and table regions) → `scope` (symbol lookup) → `plan` (deciding, once per module,
+//! what each import is bound to: providers, table slots, GOT values, `trampoline` stubs) →
+//! `group` (instantiating plans in one thread's instance group) → `init` (relocations,
 //! constructors). `linker` holds the process-wide state and the start-up sequence, `open` is
-//! dlopen/dlsym/dlclose at run time, `wasix` the host functions of the DL ABI, `poll` WASI's
-//! meaning of a zero `poll_oneoff` timeout, `fs` the guest's file system, `run` one program
-//! run, `tools` ldd and inspect, `error` what can go wrong.
+//! dlopen/dlsym/dlclose at run time, `sync` how other threads catch up with them, `thread`
+//! thread creation, `wasix` the host functions of the DL ABI, `poll` WASI's meaning of a zero
+//! `poll_oneoff` timeout, `fs` the guest's file system, `run` one program run, `tools` ldd and
+//! inspect, `error` what can go wrong.
 //!
-//! # Locks
+//! # Locks, in the order they are taken
 //!
-//! There is one: the `Mutex<Linker>` holding the process-wide link state (loaded modules,
-//! regions, scopes, table slots, handles). `dlopen`, `dlsym` and `dl_invalid_handle` take it;
-//! nothing else is locked while it is held, so there is no order to get wrong. It is never
-//! held while guest code that can call back into the DL functions runs: `dlopen` releases it
-//! around the program's `aligned_alloc` and around relocations and constructors (which may
-//! call `dlopen` themselves). Instantiation happens under it; the only guest code that runs
-//! then is a module's start function, which initialises its memory and calls nothing.
+//! 1. `ProcessState::load_lock` (re-entrant): held for a whole `dlopen` or `dlclose`, guest
+//!    allocation, constructors and destructors included, like glibc's `dl_load_lock`; a
+//!    constructor that calls `dlopen` takes it again on the same thread.
+//! 2. `Mutex<Linker>`: the process-wide link state (modules, plans, regions, scopes, table
+//!    slots, handles, the log). Held only for short stretches of host work: planning,
+//!    instantiating (the only guest code then is modules' start functions, which initialise
+//!    memory and call nothing), catching up. Never held while guest code that can make host
+//!    calls runs.
+//! 3. `ProcessState::cwd` and `ProcessState::dead_tls_blocks`: leaf locks, nothing is taken
+//!    while they are held.
+//!
+//! A thread running the linker (loading, unloading, catching up, starting) is marked busy:
+//! host calls made by the guest code it runs do not catch up, so catching up never re-enters
+//! itself.
 //!
 //! # Embedding
 //!
@@ -49,7 +58,6 @@
 //! assert_eq!(status, 7);
 //! ```
 
-mod bind;
 mod cache;
 mod describe;
 mod dylink;
@@ -61,11 +69,14 @@ mod layout;
 mod linker;
 mod load;
 mod open;
+mod plan;
 mod poll;
 mod rewrite;
 mod run;
 mod scope;
 mod search;
+mod sync;
+mod thread;
 mod tools;
 mod trampoline;
 mod wasix;

@@ -7,15 +7,16 @@ use std::path::Path;
 
 use wasmer::{AsStoreMut, Imports, Memory, MemoryType, Pages};
 
-use crate::bind::{self, PendingGot};
 use crate::cache::Compiler;
 use crate::describe::ImportKind;
 use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::layout::{self, Layout, Region};
 use crate::load::{self, GuestFs, LoadedModule};
+use crate::plan;
 use crate::rewrite::DirectCalls;
 use crate::scope::{self, ModuleId, SymbolKind};
+use crate::sync::LinkOp;
 
 pub struct Linker {
     /// Compiles (through the module cache) every module loaded, and the generated ones.
@@ -43,6 +44,14 @@ pub struct Linker {
     free_slots: BTreeSet<u32>,
     /// Slot of the runtime's `__wasix_dlclose` (found by the guest's libc through dlsym).
     pub builtin_dlclose: Option<u32>,
+    /// The order every instance group instantiates the live modules in: a module is bound
+    /// directly only to modules before it here, so that holds in every thread.
+    pub order: Vec<ModuleId>,
+    /// Every change to the set of modules or to the table since start-up, in order: what
+    /// a thread applies to its group to catch up (see [`crate::sync`]).
+    pub log: Vec<LinkOp>,
+    /// `log.len()`, readable without the lock (the fast path of catching up).
+    pub published: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The handle value of a module (its id + 1: `0` is `RTLD_DEFAULT`).
@@ -91,6 +100,7 @@ impl Linker {
             Some(&relative) => self.regions[provider].table_base + relative,
             None => self.allocate_slots(1, 0),
         };
+        self.publish(LinkOp::Slot(slot));
         self.slots
             .entry(provider)
             .or_default()
@@ -117,11 +127,6 @@ impl Linker {
         let start = self.next_slot.next_multiple_of(align);
         self.next_slot = start + count;
         start
-    }
-
-    /// Gives `count` slots from `start` back to the free list.
-    pub fn release_slots(&mut self, start: u32, count: u32) {
-        self.free_slots.extend(start..start + count);
     }
 
     /// Which dynamically loaded modules can be unloaded now that `root`'s last handle is
@@ -175,7 +180,9 @@ impl Linker {
         let module = &mut self.modules[id];
         module.alive = false;
         module.symbols = Default::default();
+        module.plan = None;
         self.global_scope.retain(|&m| m != id);
+        self.order.retain(|&m| m != id);
         self.nodelete.remove(&id);
         let region = self.regions[id];
         let mut slots: Vec<u32> =
@@ -253,28 +260,11 @@ impl Linker {
             .position(|m| m.alive && m.path.as_deref() == Some(path))
     }
 
-    /// Forgets every module from `first` on and every slot from `first_slot` on: the undo of
-    /// a failed load (their memory is given back by the caller).
-    pub fn truncate(&mut self, first: ModuleId, first_slot: u32) {
-        self.modules.truncate(first);
-        self.regions.truncate(first);
-        let dropped: Vec<u32> = self
-            .slot_owners
-            .iter()
-            .filter(|(slot, (id, _))| **slot >= first_slot || *id >= first)
-            .map(|(slot, _)| *slot)
-            .collect();
-        for slot in dropped {
-            if let Some((id, name)) = self.slot_owners.remove(&slot) {
-                if let Some(names) = self.slots.get_mut(&id) {
-                    names.remove(&name);
-                }
-            }
-        }
-        self.next_slot = first_slot;
-        self.free_slots.retain(|&slot| slot < first_slot);
-        self.global_scope.retain(|id| *id < first);
-        self.handles.retain(|_, (id, _)| *id < first);
+    /// Appends `op` to the log and makes it visible to every thread.
+    pub fn publish(&mut self, op: LinkOp) {
+        self.log.push(op);
+        self.published
+            .store(self.log.len(), std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -364,7 +354,6 @@ pub fn start(
         reason: format!("cannot create a memory of {pages} pages: {e}"),
     })?;
     let mut group = InstanceGroup::new(store, memory, layout.stack_high)?;
-    group.instances = vec![None; modules.len()];
 
     for (module, region) in modules.iter().zip(&layout.regions) {
         tracing::debug!(
@@ -389,27 +378,22 @@ pub fn start(
         nodelete: BTreeSet::new(),
         free_slots: BTreeSet::new(),
         builtin_dlclose: None,
+        order: Vec::new(),
+        log: Vec::new(),
+        published: Default::default(),
     };
     // Main first, then libraries deepest first: calls into an instantiated module are direct;
     // main's calls into its libraries become call_indirect through the callee's slot (the
     // rewrite below); what remains (cycles between libraries, address-taken imports) goes
     // through trampolines.
     compile_main(&mut linker, compiler, main_bytes)?;
-    let order = std::iter::once(0).chain((1..count).rev());
     let scope = linker.global_scope.clone();
-    let mut pending: Vec<PendingGot> = Vec::new();
-    for id in order {
-        bind::instantiate(
-            store,
-            &mut linker,
-            &mut group,
-            id,
-            &scope,
-            wasi,
-            &mut pending,
-        )?;
-        group.fill_slots_of(store, &linker, id)?;
+    for id in std::iter::once(0).chain((1..count).rev()) {
+        plan::plan(&mut linker, id, &scope)?;
     }
-    bind::resolve_got(store, &mut linker, &group, &scope, &pending)?;
+    for id in linker.order.clone() {
+        group.instantiate(store, &linker, id, wasi)?;
+    }
+    group.bind_tls_got(store)?;
     Ok((linker, group))
 }

@@ -35,6 +35,8 @@ pub struct LoadedModule {
     pub bound_to: std::collections::BTreeSet<ModuleId>,
     /// False once unloaded by dlclose (ids are never reused).
     pub alive: bool,
+    /// How each import is bound; made when the module is linked (see [`crate::plan`]).
+    pub plan: Option<crate::plan::LinkPlan>,
 }
 
 impl LoadedModule {
@@ -58,6 +60,7 @@ impl LoadedModule {
             needed: Vec::new(),
             bound_to: Default::default(),
             alive: true,
+            plan: None,
         })
     }
 

@@ -3,11 +3,13 @@
 //! leave no trace (DESIGN decision 5) — and look symbols up in a handle's scope.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use wasmer::{AsStoreMut, AsStoreRef, FunctionEnvMut, Imports, Value};
+use parking_lot::ReentrantMutex;
+use wasmer::{AsStoreMut, AsStoreRef, FunctionEnv, FunctionEnvMut, Imports, Value};
+use wasmer_wasix::WasiEnv;
 
-use crate::bind::{self, PendingGot};
 use crate::cache::Compiler;
 use crate::error::Error;
 use crate::group::{self, InstanceGroup};
@@ -15,8 +17,10 @@ use crate::init::{self, ToInit};
 use crate::layout::{Region, TABLE_CAPACITY};
 use crate::linker::{handle_of, Linker};
 use crate::load::{self, GuestFs};
+use crate::plan;
 use crate::scope::{ModuleId, SymbolKind};
 use crate::search::{Requester, SearchContext};
+use crate::sync::{self, busy, LinkOp};
 
 /// dlopen flags (wasix-libc's `<dlfcn.h>`).
 pub const RTLD_GLOBAL: u32 = 4;
@@ -25,23 +29,45 @@ pub const RTLD_NODELETE: u32 = 16;
 
 /// What the DL host functions of one thread work with (the data of their `FunctionEnv`).
 pub struct DlState {
-    /// Set once start-up has instantiated the program.
+    pub process: Arc<ProcessState>,
+    /// This thread's instance group; set once the thread's modules are instantiated.
     pub loaded: Option<Loaded>,
+    /// wasmer-wasix's `chdir`, which ours wraps (see [`crate::wasix`]).
+    pub runtime_chdir: Option<wasmer::Function>,
+    /// This thread's WASI environment (a new thread's is made from its parent's).
+    pub wasi_env: Option<FunctionEnv<WasiEnv>>,
+}
+
+/// What every thread of the program shares besides the link state.
+pub struct ProcessState {
     pub fs: GuestFs,
     pub compiler: Compiler,
     /// Working directory for relative paths from programs whose libc passes them as is:
     /// the start-up directory, then wherever the guest's `chdir` calls took it.
-    pub cwd: PathBuf,
-    /// wasmer-wasix's `chdir`, which ours wraps (see [`crate::wasix`]).
-    pub runtime_chdir: Option<wasmer::Function>,
+    pub cwd: Mutex<PathBuf>,
+    /// Held for a whole `dlopen`/`dlclose`, constructors and destructors included, as
+    /// glibc's `dl_load_lock`; re-entrant for a constructor that calls `dlopen`.
+    pub load_lock: ReentrantMutex<()>,
+    /// TLS blocks of threads that have ended, freed by the next thread that loads, unloads
+    /// or starts a thread (a thread cannot run `free` once its stack may be gone).
+    pub dead_tls_blocks: Mutex<Vec<u32>>,
 }
 
 /// The program as loaded: the process-wide link state and this thread's instance group.
 pub struct Loaded {
     pub linker: Arc<Mutex<Linker>>,
     pub group: InstanceGroup,
-    /// WASI/WASIX imports (with ours) for the modules loaded at run time.
+    /// WASI/WASIX imports (with ours) of this thread, for the modules loaded at run time.
     pub wasi: Imports,
+    /// How much of the link log ([`Linker::log`]) this group has applied, and how much there
+    /// is (shared by every thread).
+    pub seen: usize,
+    pub published: Arc<AtomicUsize>,
+    /// TLS blocks the runtime had the program allocate for this thread (freed at its end).
+    pub tls_blocks: Vec<u32>,
+    /// Set while this thread runs the linker (a load, an unload, catching up): host calls
+    /// made by guest code it runs then (allocation, constructors) do not catch up.
+    pub busy: bool,
 }
 
 fn not_loaded() -> Error {
@@ -50,12 +76,32 @@ fn not_loaded() -> Error {
     }
 }
 
-fn lock(linker: &Mutex<Linker>) -> MutexGuard<'_, Linker> {
+pub fn lock(linker: &Mutex<Linker>) -> MutexGuard<'_, Linker> {
     // A panic while holding the lock leaves nothing half-written that matters more than
     // reporting the original panic: keep going with the data.
     linker
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// This thread's link state, group and WASI imports (cheap handles).
+fn loaded(
+    ctx: &FunctionEnvMut<DlState>,
+) -> Result<(Arc<Mutex<Linker>>, InstanceGroup, Imports), Error> {
+    let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
+    Ok((
+        loaded.linker.clone(),
+        loaded.group.clone(),
+        loaded.wasi.clone(),
+    ))
+}
+
+/// Publishes the instances of `group` as this thread's (before guest code runs that may
+/// call back into the linker).
+fn set_instances(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup) {
+    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
+        loaded.group = group.clone();
+    }
 }
 
 /// Opens `path` (`None`: the program itself) and returns its handle.
@@ -68,14 +114,29 @@ pub fn dlopen(
     let Some(path) = path else {
         return Ok(handle_of(0));
     };
-    let state = ctx.data();
-    let loaded = state.loaded.as_ref().ok_or_else(not_loaded)?;
-    let (linker_arc, mut group, wasi) = (
-        loaded.linker.clone(),
-        loaded.group.clone(),
-        loaded.wasi.clone(),
-    );
-    let (fs, compiler, cwd) = (state.fs.clone(), state.compiler.clone(), state.cwd.clone());
+    let process = ctx.data().process.clone();
+    let _load = process.load_lock.lock();
+    // Libraries loaded by other threads first: the new ones may bind to them directly.
+    sync::catch_up(ctx)?;
+    crate::thread::free_dead_tls_blocks(ctx);
+    busy(ctx, |ctx| {
+        open_locked(ctx, &process, path, flags, ld_library_path)
+    })
+}
+
+fn open_locked(
+    ctx: &mut FunctionEnvMut<DlState>,
+    process: &ProcessState,
+    path: &str,
+    flags: u32,
+    ld_library_path: &[String],
+) -> Result<u32, Error> {
+    let (linker_arc, mut group, wasi) = loaded(ctx)?;
+    let cwd = process
+        .cwd
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
 
     // Find the file; a library already loaded (under any name) is only referenced again.
     let found = {
@@ -89,7 +150,12 @@ pub fn dlopen(
                 runpath: &main.info.runtime_path,
             }),
         };
-        let found = load::find(&fs, path, &ctx, &format!("dlopen from {}", main.name))?;
+        let found = load::find(
+            &process.fs,
+            path,
+            &ctx,
+            &format!("dlopen from {}", main.name),
+        )?;
         if let Some(id) = linker.by_path(&found.path) {
             drop(linker);
             return Ok(reopen(&linker_arc, id, flags));
@@ -102,122 +168,144 @@ pub fn dlopen(
         });
     }
 
-    // Load and compile the library and what it needs (no lock while compiling).
-    let mut new = vec![load::compile_library(&compiler, &found.path, &found.bytes)?];
-    let (first, first_slot) = {
+    // Load and compile the library and what it needs (the load lock keeps the set of
+    // modules as it is meanwhile).
+    let compiler = &process.compiler;
+    let mut new = vec![load::compile_library(compiler, &found.path, &found.bytes)?];
+    let first = {
         let linker = lock(&linker_arc);
-        let (first, first_slot) = (linker.modules.len(), linker.next_slot);
+        let first = linker.modules.len();
         let existing = |p: &std::path::Path| linker.by_path(p);
         load::load_needed(
-            &compiler,
-            &fs,
+            compiler,
+            &process.fs,
             &mut new,
             first,
             &existing,
             &cwd,
             ld_library_path,
         )?;
-        (first, first_slot)
+        first
     };
 
-    // Memory from the program's allocator, table slots from the end of the table.
-    let mut regions: Vec<Region> = Vec::with_capacity(new.len());
-    let mut allocated = Vec::new();
+    // Memory from the program's allocator.
+    let mut memory = Vec::with_capacity(new.len());
     for module in &new {
-        let memory_base = match allocate(
+        match allocate(
             ctx,
             &group,
             module.info.memory_size,
             module.info.memory_align_log2,
         ) {
-            Ok(base) => base,
+            Ok(base) => memory.push(base),
             Err(e) => {
-                free_all(ctx, &group, &allocated);
-                let mut linker = lock(&linker_arc);
-                for (region, module) in regions.iter().zip(&new) {
-                    linker.release_slots(region.table_base, module.info.table_size);
-                }
-                linker.truncate(first, first_slot);
+                free_all(ctx, &group, &memory);
                 return Err(e);
             }
-        };
-        if memory_base != 0 {
-            allocated.push(memory_base);
         }
-        let mut linker = lock(&linker_arc);
-        let table_base =
-            linker.allocate_slots(module.info.table_size, module.info.table_align_log2);
-        regions.push(Region {
-            memory_base,
-            table_base,
-        });
     }
+    let ids: Vec<ModuleId> = (first..first + new.len()).collect();
 
-    // Register, instantiate, bind.
-    let root = first;
+    // Register, plan and instantiate in this thread. From here on, a failure is undone by
+    // `release`, like an unload.
     let result = (|| {
         let mut linker = lock(&linker_arc);
-        for (module, region) in new.into_iter().zip(regions) {
+        for (module, memory_base) in new.into_iter().zip(memory) {
+            let table_base =
+                linker.allocate_slots(module.info.table_size, module.info.table_align_log2);
             linker.modules.push(module);
-            linker.regions.push(region);
+            linker.regions.push(Region {
+                memory_base,
+                table_base,
+            });
         }
-        let total = linker.modules.len();
-        group.instances.resize(total, None);
         if linker.next_slot > TABLE_CAPACITY {
             return Err(Error::Dl {
                 message: format!("{path}: {}", group::table_full()),
             });
         }
         let mut scope = linker.global_scope.clone();
-        for id in linker.local_scope(root) {
+        for id in linker.local_scope(first) {
             if !scope.contains(&id) {
                 scope.push(id);
             }
         }
-        let mut pending: Vec<PendingGot> = Vec::new();
-        for id in (first..total).rev() {
-            bind::instantiate(
-                ctx,
-                &mut linker,
-                &mut group,
-                id,
-                &scope,
-                &wasi,
-                &mut pending,
-            )?;
-            group.fill_slots_of(ctx, &linker, id)?;
+        let planned = linker.order.len();
+        for &id in ids.iter().rev() {
+            plan::plan(&mut linker, id, &scope)?;
         }
-        bind::resolve_got(ctx, &mut linker, &group, &scope, &pending)?;
+        for &id in &linker.order[planned..] {
+            group.instantiate(ctx, &linker, id, &wasi)?;
+        }
+        group.bind_tls_got(ctx)?;
         Ok(ToInit::list(
             &linker,
             &group,
-            &linker.init_order(root, first),
+            &linker.init_order(first, first),
         ))
     })();
-    let to_init = match result {
-        Ok(list) => list,
-        Err(e) => {
-            rollback(ctx, &linker_arc, &group, first, first_slot, &allocated);
-            return Err(e);
-        }
-    };
-    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
-        loaded.group.instances = group.instances.clone();
-    }
-    if let Err(e) = init::initialize(ctx, &to_init) {
-        rollback(ctx, &linker_arc, &group, first, first_slot, &allocated);
+    set_instances(ctx, &group);
+    let initialized = result.and_then(|to_init| init::initialize(ctx, &to_init));
+    if let Err(e) = initialized {
+        release(ctx, &linker_arc, &ids);
         return Err(e);
     }
 
     let mut linker = lock(&linker_arc);
     if flags & RTLD_GLOBAL != 0 {
-        promote(&mut linker, root);
+        promote(&mut linker, first);
     }
     if flags & RTLD_NODELETE != 0 {
-        linker.nodelete.insert(root);
+        linker.nodelete.insert(first);
     }
-    linker.handles.insert(handle_of(root), (root, 1));
-    Ok(handle_of(root))
+    linker.handles.insert(handle_of(first), (first, 1));
+    let order: Vec<ModuleId> = linker
+        .order
+        .iter()
+        .copied()
+        .filter(|id| ids.contains(id))
+        .collect();
+    linker.publish(LinkOp::Load(order));
+    Ok(handle_of(first))
+}
+
+/// Takes `ids` out of the program: out of every scope, their table slots nulled and free
+/// again, their instances dropped, their memory given back — the one undo path of a failed
+/// `dlopen` and of `dlclose`. Other threads follow through the log.
+fn release(ctx: &mut FunctionEnvMut<DlState>, linker: &Mutex<Linker>, ids: &[ModuleId]) {
+    let Ok((_, mut group, _)) = loaded(ctx) else {
+        return;
+    };
+    let (slots, memory) = {
+        let mut linker = lock(linker);
+        let memory: Vec<u32> = ids
+            .iter()
+            .filter_map(|&id| linker.regions.get(id))
+            .map(|r| r.memory_base)
+            .collect();
+        let registered: Vec<ModuleId> = ids
+            .iter()
+            .copied()
+            .filter(|&id| id < linker.modules.len())
+            .collect();
+        let slots: Vec<u32> = registered
+            .iter()
+            .flat_map(|&id| linker.forget(id))
+            .collect();
+        linker.publish(LinkOp::Unload {
+            modules: ids.to_vec(),
+            slots: slots.clone(),
+        });
+        (slots, memory)
+    };
+    group.null_slots(ctx, &slots);
+    for &id in ids {
+        if let Some(instance) = group.instances.get_mut(id) {
+            *instance = None;
+        }
+    }
+    set_instances(ctx, &group);
+    free_all(ctx, &group, &memory);
 }
 
 /// Closes a handle; at its last close the library, and what it needed that nothing else
@@ -225,8 +313,13 @@ pub fn dlopen(
 /// library's `__dso_handle`, which is its `__memory_base`), it leaves every scope, its table
 /// slots are nulled and reused, its memory goes back to the program's allocator.
 pub fn dlclose(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Error> {
-    let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
-    let (linker_arc, group) = (loaded.linker.clone(), loaded.group.clone());
+    let process = ctx.data().process.clone();
+    let _load = process.load_lock.lock();
+    busy(ctx, |ctx| close_locked(ctx, handle))
+}
+
+fn close_locked(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Error> {
+    let (linker_arc, group, _) = loaded(ctx)?;
     let unload = {
         let mut linker = lock(&linker_arc);
         let Some(entry) = linker.handles.get_mut(&handle) else {
@@ -255,13 +348,12 @@ pub fn dlclose(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Err
         .exports
         .get_typed_function::<i32, ()>(&ctx.as_store_ref(), "__cxa_finalize")
         .ok();
-    let bases: Vec<(ModuleId, u32, String)> = {
+    let bases: Vec<(u32, String)> = {
         let linker = lock(&linker_arc);
         unload
             .iter()
             .map(|&id| {
                 (
-                    id,
                     linker.regions[id].memory_base,
                     linker.modules[id].name.clone(),
                 )
@@ -270,7 +362,7 @@ pub fn dlclose(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Err
     };
     // Destructors first, while everything they may call is still there. No lock held.
     if let Some(finalize) = &finalize {
-        for (_, dso, name) in &bases {
+        for (dso, name) in &bases {
             if *dso != 0 {
                 finalize
                     .call(&mut ctx.as_store_mut(), *dso as i32)
@@ -280,22 +372,7 @@ pub fn dlclose(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Err
             }
         }
     }
-    let slots: Vec<u32> = {
-        let mut linker = lock(&linker_arc);
-        unload.iter().flat_map(|&id| linker.forget(id)).collect()
-    };
-    null_slots(ctx, &group, slots);
-    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
-        for &id in &unload {
-            loaded.group.instances[id] = None;
-        }
-    }
-    let memory: Vec<u32> = bases
-        .iter()
-        .map(|(_, base, _)| *base)
-        .filter(|&b| b != 0)
-        .collect();
-    free_all(ctx, &group, &memory);
+    release(ctx, &linker_arc, &unload);
     Ok(())
 }
 
@@ -359,7 +436,8 @@ fn allocate(
     Ok(ptr)
 }
 
-fn free_all(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, allocated: &[u32]) {
+/// Gives `allocated` back to the program's allocator.
+pub fn free_all(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, allocated: &[u32]) {
     let Some(main) = group.instances[0].clone() else {
         return;
     };
@@ -374,47 +452,11 @@ fn free_all(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, allocated:
     }
 }
 
-/// Empties table `slots` (those that exist) in this thread's table.
-fn null_slots(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, slots: Vec<u32>) {
-    let size = group.table.size(&ctx.as_store_ref());
-    for slot in slots.into_iter().filter(|&s| s < size) {
-        let _ = group
-            .table
-            .set(&mut ctx.as_store_mut(), slot, Value::FuncRef(None));
-    }
-}
-
-/// Undoes a failed dlopen: the link state as before, the new table slots null again, the
-/// memory given back.
-fn rollback(
-    ctx: &mut FunctionEnvMut<DlState>,
-    linker: &Mutex<Linker>,
-    group: &InstanceGroup,
-    first: ModuleId,
-    first_slot: u32,
-    allocated: &[u32],
-) {
-    // Every slot the new modules used, whether it came from the free list or the table's end.
-    let slots: Vec<u32> = {
-        let mut linker = lock(linker);
-        let mut slots: Vec<u32> = (first..linker.modules.len())
-            .flat_map(|id| linker.forget(id))
-            .collect();
-        slots.extend(first_slot..linker.next_slot);
-        linker.truncate(first, first_slot);
-        slots
-    };
-    null_slots(ctx, group, slots);
-    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
-        loaded.group.instances.truncate(first);
-    }
-    free_all(ctx, group, allocated);
-}
-
 /// Looks `name` up for `dlsym(handle, name)`: handle 0 and the program's own handle search the
 /// global scope, any other handle its library's local scope. Returns a table index for a
 /// function, an address for data (this thread's copy for TLS).
 pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<u32, Error> {
+    sync::catch_up(ctx)?;
     let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
     let linker_arc = loaded.linker.clone();
     let mut linker = lock(&linker_arc);

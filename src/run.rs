@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use wasmer::{Engine, FunctionEnv, Imports, Instance, RuntimeError, Store};
+use wasmer::{AsStoreMut, Engine, FunctionEnv, Imports, Instance, RuntimeError, Store};
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::wasmer_wasix_types::wasix::WasiMemoryLayout;
 use wasmer_wasix::{
@@ -22,8 +22,10 @@ use crate::init::{self, ToInit};
 use crate::layout::TABLE_CAPACITY;
 use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
-use crate::open::{DlState, Loaded};
+use crate::open::{DlState, Loaded, ProcessState};
 use crate::poll;
+use crate::sync;
+use crate::thread;
 use crate::wasix;
 
 /// Exit status of a run that ended in a trap (what a shell shows for a native `abort()`).
@@ -170,32 +172,24 @@ fn instantiate_main(
     let mut func_env = builder
         .finalize(store)
         .map_err(|e| Error::Wasi(e.to_string()))?;
-    // Every WASI version, not only main's: libraries (also dlopen'ed ones) may import others.
-    let mut wasi_imports = Imports::new();
-    for version in [
-        WasiVersion::Snapshot0,
-        WasiVersion::Snapshot1,
-        WasiVersion::Wasix32v1,
-        WasiVersion::Wasix64v1,
-    ] {
-        let imports = wasmer_wasix::generate_import_object_from_env(store, &func_env.env, version);
-        for ((ns, field), value) in imports.into_iter() {
-            wasi_imports.define(&ns, &field, value);
-        }
-    }
     let cwd = guest_cwd(config);
+    let process = Arc::new(ProcessState {
+        fs: guest_fs.clone(),
+        compiler: compiler.clone(),
+        cwd: Mutex::new(cwd.clone()),
+        load_lock: Default::default(),
+        dead_tls_blocks: Default::default(),
+    });
     let dl_env = FunctionEnv::new(
         store,
         DlState {
+            process,
             loaded: None,
-            fs: guest_fs.clone(),
-            compiler: compiler.clone(),
-            cwd: cwd.clone(),
             runtime_chdir: None,
+            wasi_env: Some(func_env.env.clone()),
         },
     );
-    wasix::define(store, &dl_env, &mut wasi_imports);
-    poll::define(store, &dl_env, &mut wasi_imports);
+    let wasi_imports = thread_imports(store, &func_env, &dl_env);
     let ld_library_path = ld_library_path(config);
     let search = SearchEnv {
         fs: guest_fs,
@@ -235,12 +229,45 @@ fn instantiate_main(
         })?;
     let to_init = ToInit::list(&linker, &group, &linker.init_order(0, 0));
     dl_env.as_mut(store).loaded = Some(Loaded {
+        seen: linker.log.len(),
+        published: linker.published.clone(),
         linker: Arc::new(Mutex::new(linker)),
         group,
         wasi: wasi_imports,
+        tls_blocks: Vec::new(),
+        busy: false,
     });
     init::initialize(store, &to_init)?;
     Ok((instance, func_env))
+}
+
+/// The imports a thread's modules get besides each other: WASI of every version (libraries,
+/// also dlopen'ed ones, may import another than main's) from the thread's environment, with
+/// the DL ABI, threads and `poll_oneoff` served by us, each wrapped to catch up with loads
+/// made by other threads (see [`crate::sync`]).
+pub fn thread_imports(
+    store: &mut impl AsStoreMut,
+    func_env: &WasiFunctionEnv,
+    dl_env: &FunctionEnv<DlState>,
+) -> Imports {
+    let mut imports = Imports::new();
+    for version in [
+        WasiVersion::Snapshot0,
+        WasiVersion::Snapshot1,
+        WasiVersion::Wasix32v1,
+        WasiVersion::Wasix64v1,
+    ] {
+        let generated =
+            wasmer_wasix::generate_import_object_from_env(store, &func_env.env, version);
+        for ((ns, field), value) in generated.into_iter() {
+            imports.define(&ns, &field, value);
+        }
+    }
+    wasix::define(store, dl_env, &mut imports);
+    poll::define(store, dl_env, &mut imports);
+    thread::define(store, dl_env, &mut imports);
+    sync::wrap_imports(store, dl_env, &mut imports);
+    imports
 }
 
 /// Puts the runtime's own functions that the guest finds through dlsym into the table.
@@ -321,7 +348,7 @@ fn exit_status(name: &str, err: RuntimeError) -> Result<i32, Error> {
     }
 }
 
-fn describe_trap(err: &RuntimeError) -> String {
+pub fn describe_trap(err: &RuntimeError) -> String {
     let mut out = err.message();
     for frame in err.trace() {
         let func = frame

@@ -185,8 +185,13 @@ fn chdir(mut ctx: FunctionEnvMut<DlState>, path: u32, path_len: u32) -> Result<i
         .unwrap_or(Errno::Inval as i32);
     if errno == Errno::Success as i32 {
         if let Ok(dir) = read_str(&ctx, path, path_len) {
-            let cwd = search::absolute(&ctx.data().cwd, Path::new(&dir));
-            ctx.data_mut().cwd = cwd;
+            let mut cwd = ctx
+                .data()
+                .process
+                .cwd
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *cwd = search::absolute(&cwd, Path::new(&dir));
         }
     }
     Ok(errno)

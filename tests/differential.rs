@@ -128,3 +128,28 @@ fn poll_and_select_with_a_zero_timeout_return_at_once() {
 fn recursion_as_deep_as_a_native_main_thread_allows() {
     same_as_glibc("deep_recursion");
 }
+
+#[test]
+fn pthreads_mutexes_condvars_keys_once_semaphores_barriers_rwlocks_and_stdio() {
+    same_as_glibc("threads_basic");
+}
+
+#[test]
+fn thread_local_data_of_the_main_module_per_thread() {
+    same_as_glibc("threads_tls");
+}
+
+#[test]
+fn thread_local_data_and_errno_of_a_dlopened_library_in_threads_started_before_and_after() {
+    same_as_glibc("threads_lib_tls");
+}
+
+#[test]
+fn sixty_four_threads_each_calling_into_five_libraries() {
+    same_as_glibc("threads_many");
+}
+
+#[test]
+fn cxx_threads_mutexes_futures_thread_locals_and_exceptions_across_a_library() {
+    same_as_glibc("cxx_threads");
+}

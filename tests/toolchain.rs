@@ -182,18 +182,22 @@ fn tags_are_imported_from_env_not_defined() {
 }
 
 #[test]
-fn threads_are_refused_with_a_clear_message() {
+fn pthread_is_accepted_and_the_same_program_builds_without_it() {
     let dir = scratch("pthread");
-    let out = std::process::Command::new(root().join("toolchain/bin/wasix-cc"))
-        .args(["-pthread", "-o", "x.wasm"])
-        .arg(root().join("fixtures/src/hello.c"))
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("wasix-cc: error: threads (-pthread) are not supported"),
-        "stderr: {err}"
-    );
+    for (flag, out) in [(Some("-pthread"), "with.wasm"), (None, "without.wasm")] {
+        let built = std::process::Command::new(root().join("toolchain/bin/wasix-cc"))
+            .args(flag)
+            .args(["-O2", "-o", out])
+            .arg(root().join("fixtures/src/hello.c"))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{flag:?}: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let ran = run_in(&dir, &["--dir", ".", out], b"");
+        assert_eq!(stdout(&ran), "hello\n", "{out}: {}", stderr(&ran));
+    }
 }
