@@ -131,7 +131,8 @@ printf '%s\n' "${thread_srcs[@]}" | xargs -P "$jobs" -I{} sh -c \
 # WASI's clockid_t is a pointer, musl's condition variables keep a clock number: the two
 # files that mix them are built so; the clock attribute accessors are ours (wasix_thread.c).
 "$WORK/bin/cc-musl" -Wno-int-conversion -c "$musl/src/thread/pthread_cond_timedwait.c" -o "$tobj/pthread_cond_timedwait.o"
-"$WORK/bin/cc-musl" -Wno-int-conversion -Dpthread_condattr_getclock=__musl_condattr_getclock \
+"$WORK/bin/cc-musl" -Wno-int-conversion \
+  -D'pthread_condattr_getclock=__attribute__((__visibility__("hidden"))) __musl_condattr_getclock' \
   -c "$musl/src/thread/pthread_attr_get.c" -o "$tobj/pthread_attr_get.o"
 "$CC" --target=wasm32-wasip1 -matomics -c "$src/thread/wasi_thread_start.s" -o "$tobj/wasi_thread_start.o"
 "$AR" rcs "$lib/libc.a" "$tobj"/*.o
