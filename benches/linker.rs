@@ -4,7 +4,11 @@
 //! - a call across modules vs the same call within one module (measured inside the guest);
 //! - `dlsym` latency (inside the guest, host call included);
 //! - `dlopen` of a small library with a cold and a warm module cache;
-//! - start-up of a main module with 10 needed libraries vs one with none (wall clock).
+//! - start-up of a main module with 10 needed libraries vs one with none (wall clock);
+//! - thread spawn + join with 0, 1 and 10 libraries loaded (each library is instantiated in
+//!   every new thread);
+//! - the cost of a host call through wasix-dl's catch-up wrapper vs the same WASI call
+//!   unwrapped (a plain WASI module, which wasmer-wasix instantiates itself).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,6 +61,48 @@ fn metric(output: &str, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in:\n{output}"))
 }
+
+/// A plain WASI module (no dylink.0: wasmer-wasix instantiates it, nothing is wrapped) that
+/// times `clock_time_get` like fixtures/src/bench_hostcall.c and prints `hostcall_ns` with two
+/// decimals.
+const PLAIN_HOSTCALL: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "clock_time_get"
+    (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "env" "memory" (memory 1 65536 shared))
+  (data (i32.const 300) "hostcall_ns ")
+  (func $now (result i64) (drop (call $clock (i32.const 1) (i64.const 0) (i32.const 0)))
+    (i64.load (i32.const 0)))
+  (func (export "_start")
+    (local $i i32) (local $start i64) (local $v i64) (local $p i32)
+    (local.set $start (call $now))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 1000000)))
+      (drop (call $clock (i32.const 1) (i64.const 0) (i32.const 0)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    ;; hundredths of a nanosecond per call, digits written backwards before a newline at 200
+    (local.set $v (i64.div_u (i64.sub (call $now) (local.get $start)) (i64.const 10000)))
+    (local.set $p (i32.const 200))
+    (i32.store8 (local.get $p) (i32.const 10))
+    (loop $digit
+      (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+      (if (i32.eq (local.get $p) (i32.const 197))
+        (then (i32.store8 (local.get $p) (i32.const 46))
+              (local.set $p (i32.sub (local.get $p) (i32.const 1)))))
+      (i32.store8 (local.get $p)
+        (i32.add (i32.const 48) (i32.wrap_i64 (i64.rem_u (local.get $v) (i64.const 10)))))
+      (local.set $v (i64.div_u (local.get $v) (i64.const 10)))
+      (br_if $digit (i32.or (i64.ne (local.get $v) (i64.const 0))
+                            (i32.gt_u (local.get $p) (i32.const 197)))))
+    (local.set $p (i32.sub (local.get $p) (i32.const 12)))
+    (memory.copy (local.get $p) (i32.const 300) (i32.const 12))
+    (i32.store (i32.const 16) (local.get $p))
+    (i32.store (i32.const 20) (i32.sub (i32.const 201) (local.get $p)))
+    (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))))
+"#;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -156,5 +202,52 @@ fn main() {
         ten * 1e3,
         ten / none,
         (ten - none) * 1e3 / 10.0
+    );
+
+    // Threads: spawn + join, in-guest, best of 5 runs of 200 threads each.
+    let spawn = |wasm: &str| {
+        (0..5)
+            .map(|_| {
+                metric(
+                    &wasix_dl(&fixtures, Some(&cache), &[wasm, "200"]).0,
+                    "spawn_join_ns",
+                )
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (t0, t1, t10) = (
+        spawn("bench_threads0.wasm"),
+        spawn("bench_threads1.wasm"),
+        spawn("bench_threads10.wasm"),
+    );
+    println!("thread spawn + join (us per thread, best of 5 runs of 200)");
+    println!("  no libraries                {:8.1}", t0 / 1e3);
+    println!(
+        "  1 library                   {:8.1}   {:.2}x",
+        t1 / 1e3,
+        t1 / t0
+    );
+    println!(
+        "  10 libraries                {:8.1}   {:.2}x",
+        t10 / 1e3,
+        t10 / t0
+    );
+
+    // Host calls: clock_time_get through the catch-up wrapper vs unwrapped, best of 7.
+    let plain = scratch.join("plain_hostcall.wasm");
+    std::fs::write(&plain, wasmer::wat2wasm(PLAIN_HOSTCALL.as_bytes()).unwrap()).unwrap();
+    let best = |dir: &Path, wasm: &str| {
+        (0..7)
+            .map(|_| metric(&wasix_dl(dir, Some(&cache), &[wasm]).0, "hostcall_ns"))
+            .fold(f64::INFINITY, f64::min)
+    };
+    let wrapped = best(&fixtures, "bench_hostcall.wasm");
+    let unwrapped = best(&scratch, "plain_hostcall.wasm");
+    println!("host call clock_time_get (ns per call, best of 7 runs of 1M)");
+    println!("  unwrapped (plain WASI)      {unwrapped:8.2}");
+    println!(
+        "  through the wrapper         {wrapped:8.2}   {:.2}x, +{:.1} ns per call",
+        wrapped / unwrapped,
+        wrapped - unwrapped
     );
 }

@@ -52,6 +52,8 @@ pub struct Linker {
     pub log: Vec<LinkOp>,
     /// `log.len()`, readable without the lock (the fast path of catching up).
     pub published: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The same number in guest memory, for the host-call wrappers.
+    pub epoch: Option<crate::sync::EpochWord>,
 }
 
 /// The handle value of a module (its id + 1: `0` is `RTLD_DEFAULT`).
@@ -265,6 +267,9 @@ impl Linker {
         self.log.push(op);
         self.published
             .store(self.log.len(), std::sync::atomic::Ordering::Release);
+        if let Some(epoch) = &self.epoch {
+            epoch.publish(self.log.len());
+        }
     }
 }
 
@@ -306,15 +311,15 @@ fn compile_main(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> Resul
 /// Loads `main` and, breadth-first, every library it needs; lays them out; creates the first
 /// instance group and instantiates every module in it with all imports and GOT entries bound.
 /// Relocations and constructors are left to [`crate::init`].
-pub fn start(
-    store: &mut impl AsStoreMut,
+pub fn start<S: AsStoreMut>(
+    store: &mut S,
     compiler: &Compiler,
     main: LoadedModule,
     main_bytes: &[u8],
     search: &SearchEnv,
     stack_size: u32,
-    wasi: &Imports,
-) -> Result<(Linker, InstanceGroup), Error> {
+    wasi: impl FnOnce(&mut S, &Memory) -> Result<Imports, Error>,
+) -> Result<(Linker, InstanceGroup, Imports), Error> {
     let mut modules = vec![main];
     load::load_needed(
         compiler,
@@ -381,6 +386,7 @@ pub fn start(
         order: Vec::new(),
         log: Vec::new(),
         published: Default::default(),
+        epoch: Some(crate::sync::EpochWord::new(store, &group.memory)),
     };
     // Main first, then libraries deepest first: calls into an instantiated module are direct;
     // main's calls into its libraries become call_indirect through the callee's slot (the
@@ -391,9 +397,10 @@ pub fn start(
     for id in std::iter::once(0).chain((1..count).rev()) {
         plan::plan(&mut linker, id, &scope)?;
     }
+    let wasi = wasi(store, &group.memory)?;
     for id in linker.order.clone() {
-        group.instantiate(store, &linker, id, wasi)?;
+        group.instantiate(store, &linker, id, &wasi)?;
     }
     group.bind_tls_got(store)?;
-    Ok((linker, group))
+    Ok((linker, group, wasi))
 }

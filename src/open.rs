@@ -51,6 +51,8 @@ pub struct ProcessState {
     /// TLS blocks of threads that have ended, freed by the next thread that loads, unloads
     /// or starts a thread (a thread cannot run `free` once its stack may be gone).
     pub dead_tls_blocks: Mutex<Vec<u32>>,
+    /// The host-call wrapper module (see [`crate::sync::wrap_imports`]), compiled once.
+    pub wrappers: std::sync::OnceLock<wasmer::Module>,
 }
 
 /// The program as loaded: the process-wide link state and this thread's instance group.
@@ -63,6 +65,8 @@ pub struct Loaded {
     /// is (shared by every thread).
     pub seen: usize,
     pub published: Arc<AtomicUsize>,
+    /// The host-call wrappers' copy of `seen` (see [`crate::sync::wrap_imports`]).
+    pub seen_global: wasmer::Global,
     /// TLS blocks the runtime had the program allocate for this thread (freed at its end).
     pub tls_blocks: Vec<u32>,
     /// Set while this thread runs the linker (a load, an unload, catching up): host calls

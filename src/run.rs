@@ -179,6 +179,7 @@ fn instantiate_main(
         cwd: Mutex::new(cwd.clone()),
         load_lock: Default::default(),
         dead_tls_blocks: Default::default(),
+        wrappers: Default::default(),
     });
     let dl_env = FunctionEnv::new(
         store,
@@ -189,22 +190,27 @@ fn instantiate_main(
             wasi_env: Some(func_env.env.clone()),
         },
     );
-    let wasi_imports = thread_imports(store, &func_env, &dl_env);
     let ld_library_path = ld_library_path(config);
     let search = SearchEnv {
         fs: guest_fs,
         cwd: &cwd,
         ld_library_path: &ld_library_path,
     };
-    let (mut linker, group) = linker::start(
+    let mut seen_global = None;
+    let (mut linker, group, wasi_imports) = linker::start(
         store,
         compiler,
         main,
         main_bytes,
         &search,
         config.stack_size,
-        &wasi_imports,
+        |store, memory| {
+            let (imports, seen) = thread_imports(store, &func_env, &dl_env, memory)?;
+            seen_global = Some(seen);
+            Ok(imports)
+        },
     )?;
+    let seen_global = seen_global.expect("start makes the imports");
     install_builtins(store, &dl_env, &mut linker, &group)?;
     let instance = Instance::clone(group.instances[0].as_ref().expect("main is instantiated"));
 
@@ -236,6 +242,7 @@ fn instantiate_main(
         wasi: wasi_imports,
         tls_blocks: Vec::new(),
         busy: false,
+        seen_global,
     });
     init::initialize(store, &to_init)?;
     Ok((instance, func_env))
@@ -249,7 +256,8 @@ pub fn thread_imports(
     store: &mut impl AsStoreMut,
     func_env: &WasiFunctionEnv,
     dl_env: &FunctionEnv<DlState>,
-) -> Imports {
+    memory: &wasmer::Memory,
+) -> Result<(Imports, wasmer::Global), Error> {
     let mut imports = Imports::new();
     for version in [
         WasiVersion::Snapshot0,
@@ -266,8 +274,8 @@ pub fn thread_imports(
     wasix::define(store, dl_env, &mut imports);
     poll::define(store, dl_env, &mut imports);
     thread::define(store, dl_env, &mut imports);
-    sync::wrap_imports(store, dl_env, &mut imports);
-    imports
+    let seen = sync::wrap_imports(store, dl_env, &mut imports, memory)?;
+    Ok((imports, seen))
 }
 
 /// Puts the runtime's own functions that the guest finds through dlsym into the table.

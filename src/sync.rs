@@ -1,20 +1,25 @@
 //! How the other threads learn about loads, unloads and new table slots: the link state
 //! keeps an append-only log of them ([`crate::linker::Linker::log`]) and every host call a
-//! guest makes first brings its thread's instance group up to date ([`catch_up`]): new
+//! guest makes (through generated wasm wrappers) first brings its thread's instance group up
+//! to date ([`catch_up`]): new
 //! modules instantiated from their plans with this thread's TLS blocks, new slots filled,
-//! unloaded modules' slots nulled. The fast path is one atomic load. A thread that runs wasm
+//! unloaded modules' slots nulled. The fast path is one atomic load in wasm. A thread that runs wasm
 //! without host calls sees a new library at its next host call (the rendezvous, which makes
 //! `dlopen` wait for such threads, is a later step).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use wasmer::{AsStoreMut, Extern, Function, FunctionEnv, FunctionEnvMut, Imports, RuntimeError};
+use wasmer::{
+    AsStoreMut, AsStoreRef, Extern, Function, FunctionEnv, FunctionEnvMut, FunctionType, Global,
+    Imports, Instance, Memory, RuntimeError, Value,
+};
 
 use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::linker::Linker;
 use crate::open::{lock, DlState};
 use crate::scope::ModuleId;
+use crate::trampoline;
 
 /// One change to the program, as the threads that did not make it must apply it.
 #[derive(Debug, Clone)]
@@ -138,30 +143,101 @@ pub fn init_tls(
     Ok(blocks)
 }
 
-/// Wraps every function of `imports` so that it catches up before it runs and before it
-/// returns to wasm (one atomic load each when nothing changed). A failure to catch up is a trap naming what went wrong.
+/// Where in guest memory the runtime publishes the length of the link log for the host-call
+/// wrappers to compare with: inside the layout's null guard, which nothing else uses.
+pub const EPOCH_ADDRESS: u32 = 16;
+
+/// The guest memory word at [`EPOCH_ADDRESS`].
+pub struct EpochWord(*const AtomicU32);
+
+// SAFETY: the word lies in the program's shared memory, which never moves (a shared wasm
+// memory is reserved at its maximum size up front; every thread's instances hold its base)
+// and lives as long as the process state that holds this.
+unsafe impl Send for EpochWord {}
+unsafe impl Sync for EpochWord {}
+
+impl EpochWord {
+    pub fn new(store: &impl AsStoreRef, memory: &Memory) -> Self {
+        let base = memory.view(store).data_ptr();
+        // SAFETY: the layout keeps the first page mapped and unused (null guard).
+        EpochWord(unsafe { base.add(EPOCH_ADDRESS as usize) } as *const AtomicU32)
+    }
+
+    pub fn publish(&self, log_len: usize) {
+        // SAFETY: see the type; 4-byte aligned, inside memory.
+        unsafe { (*self.0).store(log_len as u32, Ordering::Release) }
+    }
+}
+
+/// Wraps every function of `imports` in generated wasm (see
+/// [`trampoline::host_call_wrappers`]) that catches up before the call and before returning
+/// to the caller: one atomic load and compare each way when nothing changed, no host frame
+/// added. Returns the wrappers' `seen` global, which [`catch_up`] keeps current.
 pub fn wrap_imports(
     store: &mut impl AsStoreMut,
     env: &FunctionEnv<DlState>,
     imports: &mut Imports,
-) {
-    let functions: Vec<(String, String, Function)> = imports
+    memory: &Memory,
+) -> Result<Global, Error> {
+    let mut functions: Vec<(String, String, Function)> = imports
         .iter()
         .filter_map(|(ns, field, ext)| match ext {
             Extern::Function(f) => Some((ns.to_string(), field.to_string(), f.clone())),
             _ => None,
         })
         .collect();
-    for (ns, field, inner) in functions {
-        let ty = inner.ty(store);
-        let wrapper = Function::new_with_env(store, env, ty, move |mut ctx, args| {
-            let fail = |e: Error| RuntimeError::new(format!("catching up with the linker: {e}"));
-            catch_up(&mut ctx).map_err(fail)?;
-            let results = inner.call(&mut ctx, args)?;
-            // Again on the way back: the call may have blocked while another thread loaded.
-            catch_up(&mut ctx).map_err(fail)?;
-            Ok(results.into_vec())
-        });
-        imports.define(&ns, &field, wrapper);
+    functions.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let process = env.as_ref(store).process.clone();
+    let module = match process.wrappers.get() {
+        Some(module) => module.clone(),
+        None => {
+            let types: Vec<FunctionType> = functions.iter().map(|(_, _, f)| f.ty(store)).collect();
+            let bytes = trampoline::host_call_wrappers(&types, EPOCH_ADDRESS).ok_or_else(|| {
+                Error::Wasi("a WASI function has a type the wrappers cannot express".into())
+            })?;
+            let module = process.compiler.compile("(host-call wrappers)", &bytes)?;
+            process.wrappers.get_or_init(|| module).clone()
+        }
+    };
+    let mut wrapped = Imports::new();
+    wrapped.define("env", "memory", memory.clone());
+    wrapped.define(
+        "sync",
+        "catch_up",
+        Function::new_typed_with_env(store, env, catch_up_from_wasm),
+    );
+    for (index, (_, _, f)) in functions.iter().enumerate() {
+        wrapped.define("f", &index.to_string(), f.clone());
     }
+    let instance = Instance::new(store, &module, &wrapped).map_err(|e| Error::Instantiate {
+        module: "(host-call wrappers)".into(),
+        reason: e.to_string(),
+    })?;
+    for (index, (ns, field, _)) in functions.iter().enumerate() {
+        let wrapper = instance
+            .exports
+            .get_function(&format!("w{index}"))
+            .map_err(|e| Error::Wasi(e.to_string()))?;
+        imports.define(ns, field, wrapper.clone());
+    }
+    instance
+        .exports
+        .get_global("seen")
+        .cloned()
+        .map_err(|e| Error::Wasi(e.to_string()))
+}
+
+/// `sync.catch_up`, called by the wrappers when the published log length is not theirs.
+fn catch_up_from_wasm(mut ctx: FunctionEnvMut<DlState>) -> Result<(), RuntimeError> {
+    catch_up(&mut ctx)
+        .map_err(|e| RuntimeError::new(format!("catching up with the linker: {e}")))?;
+    if let Some(loaded) = ctx.data().loaded.as_ref() {
+        if !loaded.busy {
+            let (global, seen) = (loaded.seen_global.clone(), loaded.seen);
+            global
+                .set(&mut ctx, Value::I32(seen as i32))
+                .map_err(|e| RuntimeError::new(e.to_string()))?;
+        }
+    }
+    Ok(())
 }

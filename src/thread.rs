@@ -209,7 +209,7 @@ fn prepare(
             wasi_env: Some(func_env.env.clone()),
         },
     );
-    let wasi = run::thread_imports(store, func_env, &dl_env);
+    let (wasi, seen_global) = run::thread_imports(store, func_env, &dl_env, &memory)?;
     let mut group = InstanceGroup::new(store, memory.clone(), 0)?;
     let (seen, published, builtin_dlclose, ids) = {
         let linker = lock(linker_arc);
@@ -336,6 +336,7 @@ fn prepare(
         published,
         tls_blocks,
         busy: false,
+        seen_global,
     });
     Ok((entry, dl_env))
 }

@@ -29,6 +29,95 @@ fn val_type(ty: &Type) -> Option<ValType> {
     })
 }
 
+/// A module that wraps host functions so that each catches up with the link log before it
+/// runs and before it returns (see [`crate::sync`]): it imports `env.memory`, `sync.catch_up`
+/// and the functions to wrap as `f.0`, `f.1`, ... (types `types`), and exports `w0`, `w1`, ...
+/// and the mutable global `seen`. A wrapper compares `seen` with the word the runtime
+/// publishes the log length in (at `epoch_address`), and calls `catch_up` when they differ.
+pub fn host_call_wrappers(types: &[FunctionType], epoch_address: u32) -> Option<Vec<u8>> {
+    let mut type_section = TypeSection::new();
+    let mut imports = ImportSection::new();
+    let mut functions = FunctionSection::new();
+    let mut exports = ExportSection::new();
+    let mut code = CodeSection::new();
+    let mut globals = wasm_encoder::GlobalSection::new();
+
+    imports.import(
+        "env",
+        "memory",
+        EntityType::Memory(wasm_encoder::MemoryType {
+            minimum: 0,
+            maximum: Some(65536),
+            memory64: false,
+            shared: true,
+            page_size_log2: None,
+        }),
+    );
+    type_section.ty().function([], []);
+    imports.import("sync", "catch_up", EntityType::Function(0));
+    for (index, ty) in types.iter().enumerate() {
+        let params: Vec<ValType> = ty.params().iter().map(val_type).collect::<Option<_>>()?;
+        let results: Vec<ValType> = ty.results().iter().map(val_type).collect::<Option<_>>()?;
+        type_section.ty().function(params, results);
+        imports.import(
+            "f",
+            &index.to_string(),
+            EntityType::Function(index as u32 + 1),
+        );
+    }
+    globals.global(
+        wasm_encoder::GlobalType {
+            val_type: ValType::I32,
+            mutable: true,
+            shared: false,
+        },
+        &wasm_encoder::ConstExpr::i32_const(0),
+    );
+    exports.export("seen", ExportKind::Global, 0);
+    let catch_up_if_behind = |body: &mut Function| {
+        body.instruction(&Instruction::GlobalGet(0));
+        body.instruction(&Instruction::I32Const(epoch_address as i32));
+        body.instruction(&Instruction::I32AtomicLoad(wasm_encoder::MemArg {
+            offset: 0,
+            align: 2,
+            target: wasm_encoder::MemArgTarget::Memory(0),
+            ordering: None,
+        }));
+        body.instruction(&Instruction::I32Ne);
+        body.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+        body.instruction(&Instruction::Call(0));
+        body.instruction(&Instruction::End);
+    };
+    let imported = types.len() as u32 + 1;
+    for (index, ty) in types.iter().enumerate() {
+        functions.function(index as u32 + 1);
+        exports.export(
+            &format!("w{index}"),
+            ExportKind::Func,
+            imported + index as u32,
+        );
+        let mut body = Function::new([]);
+        catch_up_if_behind(&mut body);
+        for param in 0..ty.params().len() as u32 {
+            body.instruction(&Instruction::LocalGet(param));
+        }
+        body.instruction(&Instruction::Call(index as u32 + 1));
+        // The results stay on the stack below the check.
+        catch_up_if_behind(&mut body);
+        body.instruction(&Instruction::End);
+        code.function(&body);
+    }
+    let mut module = EncodedModule::new();
+    module
+        .section(&type_section)
+        .section(&imports)
+        .section(&functions)
+        .section(&globals)
+        .section(&exports)
+        .section(&code);
+    Some(module.finish())
+}
+
 /// Export name of the `index`th trampoline in the generated module.
 pub fn export_name(index: usize) -> String {
     format!("t{index}")
