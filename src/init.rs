@@ -39,6 +39,34 @@ impl ToInit {
             .collect()
     }
 
+    /// Sets up the module's TLS block in this thread once more, where its start function
+    /// put it: wasm-ld applies a module's relocations of its own thread-local addresses
+    /// (`__wasm_apply_global_tls_relocs`, not exported) only from `__wasm_init_tls`, which
+    /// the start function does not call. Nothing has used the block yet.
+    fn init_tls_again(&self, store: &mut impl AsStoreMut) -> Result<(), Error> {
+        let base = match self
+            .instance
+            .exports
+            .get_global("__tls_base")
+            .map(|g| g.get(store))
+        {
+            Ok(wasmer::Value::I32(base)) if base != 0 => base,
+            _ => return Ok(()),
+        };
+        let Ok(init) = self
+            .instance
+            .exports
+            .get_typed_function::<i32, ()>(store, "__wasm_init_tls")
+        else {
+            return Ok(());
+        };
+        init.call(store, base).map_err(|e| Error::Trap {
+            module: self.name.clone(),
+            function: "__wasm_init_tls".into(),
+            reason: e.message(),
+        })
+    }
+
     fn call(&self, store: &mut impl AsStoreMut, function: &str) -> Result<(), Error> {
         let Ok(f) = self.instance.exports.get_function(function) else {
             return Ok(());
@@ -58,6 +86,7 @@ pub fn initialize(store: &mut impl AsStoreMut, modules: &[ToInit]) -> Result<(),
         for function in RELOCATIONS {
             module.call(store, function)?;
         }
+        module.init_tls_again(store)?;
     }
     for module in modules.iter().filter(|m| m.id != 0) {
         module.call(store, "__wasm_call_ctors")?;

@@ -153,3 +153,8 @@ fn sixty_four_threads_each_calling_into_five_libraries() {
 fn cxx_threads_mutexes_futures_thread_locals_and_exceptions_across_a_library() {
     same_as_glibc("cxx_threads");
 }
+
+#[test]
+fn thread_locals_defined_in_one_module_and_used_in_another_per_thread() {
+    same_as_glibc("tls_across");
+}

@@ -153,6 +153,12 @@ class Invocation:
                 self.link_inputs.append(a)
             i += 1
 
+    def objects_only(self) -> bool:
+        """`-c` alone: sources to objects (not -E/-S/-M, not an information query)."""
+        other = {"-S", "-E", "-M", "-MM", "-fsyntax-only"}
+        return ("-c" in self.compile_flags and not self.info_only and bool(self.sources)
+                and not other.intersection(self.compile_flags))
+
     def _linker_args(self, items):
         it = iter(items)
         for item in it:
@@ -178,6 +184,54 @@ def compile_command(root: Path, inv: Invocation, zig: Path, ziglib: Path, cxx: b
     if cxx:
         cmd += ["-nostdinc++", "-isystem", str(root / "include" / "c++" / "v1")]
     return cmd + inv.compile_flags
+
+
+def codegen_command(zig: Path, ziglib: Path, inv: Invocation, bitcode: str, obj: str):
+    """Code generation of a bitcode file compiled for wasm32-wasip1, as for Emscripten.
+
+    For WASI triples LLVM forces the local-exec TLS model, so a reference to a thread-local
+    defined in another module (an `extern _Thread_local`, C++ `extern thread_local`) cannot
+    link. For Emscripten it keeps the general-dynamic model: such a reference (and one to a
+    thread-local the module itself exports, which another may interpose) becomes a
+    `GOT.mem` import of the variable's address, which the loader binds per thread, as real
+    WASIX toolchains do. The front end (ABI, type layout, predefined macros) stays WASI's:
+    only the back end sees the other triple, and its output differs only in that.
+    """
+    passthrough = []
+    it = iter(inv.compile_flags)
+    for flag in it:
+        if flag == "-mllvm":
+            passthrough += [flag, next(it, "")]
+        elif flag.startswith(("-O", "-g", "-m", "-f")) and not flag.startswith("-fsyntax"):
+            passthrough.append(flag)
+    return [str(zig), "clang", "--target=wasm32-unknown-emscripten", "-resource-dir",
+            str(ziglib), "-fPIC", "-pthread", *FEATURE_FLAGS, *EH_FLAGS, *passthrough,
+            "-Wno-override-module", "-Wno-unused-command-line-argument", "-Xclang",
+            "-disable-llvm-passes", "-c", bitcode, "-o", obj]
+
+
+def compile_object(root: Path, inv: Invocation, zig: Path, ziglib: Path, cxx: bool, src: str,
+                   obj: str) -> int:
+    """Compiles one source file to an object: front end and optimiser for wasm32-wasip1 into
+    bitcode, then code generation (see `codegen_command`). Assembly is assembled directly."""
+    if Path(src).suffix in (".s", ".S"):
+        return run(compile_command(root, inv, zig, ziglib, cxx) + ["-c", src, "-o", obj])
+    bitcode = obj + ".bc"
+    # Dependency files name the object, as they would without the bitcode step.
+    flags = inv.compile_flags
+    deps = []
+    if {"-MD", "-MMD"}.intersection(flags):
+        if not {"-MT", "-MQ"}.intersection(flags):
+            deps += ["-MT", obj]
+        if "-MF" not in flags:
+            deps += ["-MF", str(Path(obj).with_suffix(".d"))]
+    try:
+        rc = run(compile_command(root, inv, zig, ziglib, cxx) + deps
+                 + ["-c", "-emit-llvm", src, "-o", bitcode])
+        return rc if rc != 0 else run(codegen_command(zig, ziglib, inv, bitcode, obj))
+    finally:
+        if os.path.exists(bitcode):
+            os.unlink(bitcode)
 
 
 def link_command(root: Path, inv: Invocation, zig: Path, objects, output):
@@ -213,6 +267,15 @@ def drive(argv, cxx) -> int:
     root = sysroot()
     zig, ziglib = zig_tools(root)
     inv = Invocation(argv, cxx)
+    if inv.objects_only():
+        # `-c`: each source to its object, through bitcode (see compile_object).
+        for src in inv.sources:
+            obj = inv.output or Path(src).with_suffix(".o").name
+            is_cxx = inv.cxx if not Path(src).suffix == ".c" else False
+            rc = compile_object(root, inv, zig, ziglib, is_cxx, src, obj)
+            if rc != 0:
+                return rc
+        return 0
     if inv.info_only or inv.compile_only:
         cmd = compile_command(root, inv, zig, ziglib, inv.cxx)
         if inv.output:
@@ -227,7 +290,7 @@ def drive(argv, cxx) -> int:
         for n, src in enumerate(inv.sources):
             obj = os.path.join(tmp, f"{n}-{Path(src).stem}.o")
             is_cxx = inv.cxx if not Path(src).suffix == ".c" else False
-            rc = run(compile_command(root, inv, zig, ziglib, is_cxx) + ["-c", src, "-o", obj])
+            rc = compile_object(root, inv, zig, ziglib, is_cxx, src, obj)
             if rc != 0:
                 return rc
             objects.append(obj)
