@@ -158,3 +158,8 @@ fn cxx_threads_mutexes_futures_thread_locals_and_exceptions_across_a_library() {
 fn thread_locals_defined_in_one_module_and_used_in_another_per_thread() {
     same_as_glibc("tls_across");
 }
+
+#[test]
+fn exit_called_in_a_thread_ends_the_whole_program_with_its_status() {
+    same_as_glibc("thread_exit");
+}

@@ -140,6 +140,18 @@ fn a_trap_is_reported_and_exits_non_zero() {
 }
 
 #[test]
+fn a_trap_in_a_thread_ends_the_program_with_a_report_naming_the_thread_and_function() {
+    let out = run_in(fixtures(), &["--dir", ".", "thread_exit.wasm", "trap"], b"");
+    assert_eq!(stdout(&out), "thread traps\n");
+    assert_eq!(out.status.code(), Some(wasix_dl::TRAP_EXIT_CODE));
+    let err = stderr(&out);
+    assert!(
+        err.contains("trapped: unreachable") && err.contains("at crash (thread_exit.wasm)"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
 fn setjmp_and_longjmp_within_the_main_module() {
     let out = run_in(fixtures(), &[fixture("setjmp.wasm").to_str().unwrap()], b"");
     assert_eq!(
