@@ -163,3 +163,8 @@ fn thread_locals_defined_in_one_module_and_used_in_another_per_thread() {
 fn exit_called_in_a_thread_ends_the_whole_program_with_its_status() {
     same_as_glibc("thread_exit");
 }
+
+#[test]
+fn a_library_opened_by_a_thread_closed_by_main_and_replaced_while_the_thread_lives() {
+    same_as_glibc("threads_dlclose");
+}
