@@ -53,6 +53,8 @@ pub struct ProcessState {
     pub dead_tls_blocks: Mutex<Vec<u32>>,
     /// The host-call wrapper module (see [`crate::sync::wrap_imports`]), compiled once.
     pub wrappers: std::sync::OnceLock<wasmer::Module>,
+    /// Threads started and not yet ended (the main thread not counted).
+    pub threads: crate::thread::Running,
 }
 
 /// The program as loaded: the process-wide link state and this thread's instance group.

@@ -22,7 +22,7 @@ use crate::init::{self, ToInit};
 use crate::layout::TABLE_CAPACITY;
 use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
-use crate::open::{DlState, Loaded, ProcessState};
+use crate::open::{self, DlState, Loaded, ProcessState};
 use crate::poll;
 use crate::sync;
 use crate::thread;
@@ -74,13 +74,16 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
     };
     let builder = wasi_builder(config, &engine, &guest_fs)?;
 
-    let (instance, func_env) = match dylink {
-        None => builder
-            .instantiate(compiler.compile(&name, &bytes)?, &mut store)
-            .map_err(|e| Error::Instantiate {
-                module: name.clone(),
-                reason: e.to_string(),
-            })?,
+    let (instance, func_env, dl_env) = match dylink {
+        None => {
+            let (instance, func_env) = builder
+                .instantiate(compiler.compile(&name, &bytes)?, &mut store)
+                .map_err(|e| Error::Instantiate {
+                    module: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            (instance, func_env, None)
+        }
         Some(info) => {
             // Compiled by the linker once it knows main's final form.
             let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, None)?;
@@ -90,7 +93,12 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
         }
     };
 
-    let status = call_start(&name, &instance, &mut store);
+    let status =
+        call_start(&name, &instance, &mut store).and_then(|ended| match (ended, &dl_env) {
+            (Some(code), _) => Ok(code),
+            (None, Some(dl_env)) => after_main_thread(&name, &instance, dl_env, &mut store),
+            (None, None) => Ok(0),
+        });
     let code = match &status {
         Ok(code) => *code,
         Err(trap) => {
@@ -167,7 +175,7 @@ fn instantiate_main(
     guest_fs: &GuestFs,
     compiler: &Compiler,
     store: &mut Store,
-) -> Result<(Instance, WasiFunctionEnv), Error> {
+) -> Result<(Instance, WasiFunctionEnv, Option<FunctionEnv<DlState>>), Error> {
     let name = main.name.clone();
     let mut func_env = builder
         .finalize(store)
@@ -180,6 +188,7 @@ fn instantiate_main(
         load_lock: Default::default(),
         dead_tls_blocks: Default::default(),
         wrappers: Default::default(),
+        threads: Default::default(),
     });
     let dl_env = FunctionEnv::new(
         store,
@@ -245,7 +254,7 @@ fn instantiate_main(
         seen_global,
     });
     init::initialize(store, &to_init)?;
-    Ok((instance, func_env))
+    Ok((instance, func_env, Some(dl_env)))
 }
 
 /// The imports a thread's modules get besides each other: WASI of every version (libraries,
@@ -324,8 +333,9 @@ pub fn guest_path(config: &RunConfig) -> Option<PathBuf> {
     })
 }
 
-/// Calls `_start` and turns its outcome into an exit status or a readable trap.
-fn call_start(name: &str, instance: &Instance, store: &mut Store) -> Result<i32, Error> {
+/// Calls `_start` and turns its outcome into an exit status (`None`: the main thread ended
+/// alone, with `pthread_exit`) or a readable trap.
+fn call_start(name: &str, instance: &Instance, store: &mut Store) -> Result<Option<i32>, Error> {
     let start = instance
         .exports
         .get_function("_start")
@@ -334,23 +344,54 @@ fn call_start(name: &str, instance: &Instance, store: &mut Store) -> Result<i32,
             reason: "the module exports no `_start` function".into(),
         })?;
     match start.call(store, &[]) {
-        Ok(_) => Ok(0),
-        Err(err) => exit_status(name, err),
+        Ok(_) => Ok(Some(0)),
+        Err(err) => exit_status(name, "_start", err),
     }
 }
 
-fn exit_status(name: &str, err: RuntimeError) -> Result<i32, Error> {
+/// The main thread ended with `pthread_exit`: as POSIX says, the program goes on until its
+/// last thread ends, then exits with status 0 as if that thread had called `exit(0)` — which
+/// the main module's `exit` does here, on the main thread's stack, now free.
+fn after_main_thread(
+    name: &str,
+    instance: &Instance,
+    dl_env: &FunctionEnv<DlState>,
+    store: &mut Store,
+) -> Result<i32, Error> {
+    let state = dl_env.as_ref(store);
+    state.process.threads.wait_until_none();
+    let Some(loaded) = state.loaded.as_ref() else {
+        return Ok(0);
+    };
+    let stack_high = open::lock(&loaded.linker).layout.stack_high;
+    let stack_pointer = loaded.group.stack_pointer.clone();
+    stack_pointer
+        .set(store, wasmer::Value::I32(stack_high as i32))
+        .map_err(|e| Error::Wasi(e.to_string()))?;
+    let Ok(exit) = instance
+        .exports
+        .get_typed_function::<i32, ()>(store, "exit")
+    else {
+        return Ok(0);
+    };
+    match exit.call(store, 0) {
+        Ok(()) => Ok(0),
+        Err(err) => exit_status(name, "exit", err).map(|code| code.unwrap_or(0)),
+    }
+}
+
+fn exit_status(name: &str, function: &str, err: RuntimeError) -> Result<Option<i32>, Error> {
     match err.downcast::<WasiError>() {
-        Ok(WasiError::Exit(code)) => Ok(code.raw()),
-        Ok(WasiError::ThreadExit) => Ok(0),
+        Ok(WasiError::Exit(code)) => Ok(Some(code.raw())),
+        Ok(WasiError::ThreadExit) => Ok(None),
         Ok(other) => Err(Error::Trap {
             module: name.to_string(),
-            function: "_start".into(),
+            function: function.into(),
             reason: other.to_string(),
         }),
         Err(err) => Err(Error::Trap {
             module: name.to_string(),
-            function: "_start".into(),
+            function: function.into(),
             reason: describe_trap(&err),
         }),
     }

@@ -50,6 +50,38 @@ impl Start {
     }
 }
 
+/// The number of threads started and not yet ended, which the main thread can wait for.
+#[derive(Default)]
+pub struct Running {
+    count: std::sync::Mutex<usize>,
+    none_left: std::sync::Condvar,
+}
+
+impl Running {
+    fn started(&self) {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+
+    fn ended(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        *count -= 1;
+        if *count == 0 {
+            self.none_left.notify_all();
+        }
+    }
+
+    /// Blocks until every thread started has ended.
+    pub fn wait_until_none(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        while *count > 0 {
+            count = self
+                .none_left
+                .wait(count)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
 /// Replaces wasmer-wasix's thread creation in `imports` with ours.
 pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
     for name in ["thread_spawn", "thread_spawn_v2"] {
@@ -152,6 +184,9 @@ fn spawn(ctx: &mut FunctionEnvMut<DlState>, start: Start) -> Result<u32, Errno> 
         Start::Arg(_) => allocate_tls_blocks(ctx)?,
     };
 
+    process.threads.started();
+    let running = process.clone();
+    let running_after_failure = process.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("wasix-dl thread {tid}"))
         .spawn(move || {
@@ -177,10 +212,13 @@ fn spawn(ctx: &mut FunctionEnvMut<DlState>, start: Start) -> Result<u32, Errno> 
             }
             func_env.on_exit(&mut store, None);
             handle.set_status_finished(Ok(Errno::Success.into()));
+            drop(store);
+            running.threads.ended();
         });
     match spawned {
         Ok(_) => Ok(tid),
         Err(e) => {
+            running_after_failure.threads.ended();
             tracing::warn!("cannot start an OS thread: {e}");
             Err(Errno::Again)
         }

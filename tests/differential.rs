@@ -168,3 +168,8 @@ fn exit_called_in_a_thread_ends_the_whole_program_with_its_status() {
 fn a_library_opened_by_a_thread_closed_by_main_and_replaced_while_the_thread_lives() {
     same_as_glibc("threads_dlclose");
 }
+
+#[test]
+fn the_program_outlives_a_main_thread_that_calls_pthread_exit() {
+    same_as_glibc("main_pthread_exit");
+}
