@@ -28,8 +28,11 @@
 //!    instantiating (the only guest code then is modules' start functions, which initialise
 //!    memory and call nothing), catching up. Never held while guest code that can make host
 //!    calls runs.
-//! 3. `ProcessState::cwd` and `ProcessState::dead_tls_blocks`: leaf locks, nothing is taken
-//!    while they are held.
+//! 3. `ProcessState::cwd`, `ProcessState::dead_tls_blocks` and the count of running threads
+//!    (`thread::Running`): leaf locks, nothing is taken while they are held.
+//!
+//! wasmer-wasix's own locks (its process, thread and futex tables) are taken inside its host
+//! functions and when a thread is registered with its process; none of ours is held then.
 //!
 //! A thread running the linker (loading, unloading, catching up, starting) is marked busy:
 //! host calls made by the guest code it runs do not catch up, so catching up never re-enters
