@@ -3,6 +3,8 @@
 # prints both outputs and wall-clock times side by side. Not part of CI: the first run
 # installs wasmer-cli with cargo into ~/.cache/wasix-dl/wasmer-cli (about 25 minutes on 2
 # cores). Usage: benches/compare-wasmer.sh [FIXTURE.wasm ...]
+# The bench_threads*.wasm programs print their own spawn + join time (`spawn_join_ns`), so
+# their outputs always differ: compare those numbers.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${WASIX_DL_CACHE:-$HOME/.cache/wasix-dl}"
@@ -18,7 +20,8 @@ cd "$root/target/fixtures"
 fixtures=("$@")
 [ ${#fixtures[@]} -gt 0 ] || fixtures=(hello.wasm uses_side.wasm dl_basic.wasm interpose.wasm weak.wasm
   fnptr.wasm ctors.wasm dl_local.wasm cxx_across.wasm longjmp_across.wasm setjmp.wasm exceptions.wasm
-  startup10.wasm)
+  startup10.wasm threads_basic.wasm threads_tls.wasm threads_lib_tls.wasm threads_many.wasm
+  cxx_threads.wasm tls_across.wasm bench_threads0.wasm bench_threads1.wasm bench_threads10.wasm)
 
 run_timed() { # prints "exit milliseconds" on the first line, then the output
   local start end rc out

@@ -303,3 +303,79 @@ fn dlopen_of_a_relative_path_follows_the_guests_chdir() {
         stderr(&out)
     );
 }
+
+/// A side module with one thread-local (initial value 42) and `bump()`, which increments and
+/// returns the calling thread's copy; its start function sets up the first thread's block
+/// once, as wasm-ld's `__wasm_init_memory` does.
+const WASI_THREADS_LIB: &str = r#"
+(module
+  (@dylink.0 (mem-info (memory 8 2)) (export-info "counter" tls))
+  (import "env" "memory" (memory 1 65536 shared))
+  (import "env" "__memory_base" (global $mb i32))
+  (global $__tls_base (export "__tls_base") (mut i32) (i32.const 0))
+  (global (export "__tls_size") i32 (i32.const 4))
+  (global (export "__tls_align") i32 (i32.const 4))
+  (global (export "counter") i32 (i32.const 0))
+  (data $tdata "\2a\00\00\00")
+  (func (export "__wasm_init_tls") (param $p i32)
+    (global.set $__tls_base (local.get $p))
+    (memory.init $tdata (local.get $p) (i32.const 0) (i32.const 4)))
+  ;; Like wasm-ld's __wasm_init_memory: only the first instance sets up the first thread's
+  ;; block (at memory_base), guarded by a flag after it.
+  (func $init_memory
+    (if (i32.eqz (i32.atomic.rmw.cmpxchg (i32.add (global.get $mb) (i32.const 4))
+                                          (i32.const 0) (i32.const 1)))
+      (then (call 0 (global.get $mb)))))
+  (start $init_memory)
+  ;; bump(): ++counter of this thread's copy, returns it
+  (func (export "bump") (result i32)
+    (i32.store (global.get $__tls_base) (i32.add (i32.load (global.get $__tls_base)) (i32.const 1)))
+    (i32.load (global.get $__tls_base))))
+"#;
+
+/// A main module that starts a thread with wasi-threads' `thread-spawn` (not WASIX's
+/// `thread_spawn_v2`) and exits with 10 if the thread's `bump()` saw its own fresh copy, plus
+/// 1 if main's copy went on undisturbed.
+const WASI_THREADS_MAIN: &str = r#"
+(module
+  (@dylink.0 (mem-info (memory 128 4)) (needed "libwt.so") (runtime-path "$ORIGIN"))
+  (import "env" "memory" (memory 2 65536 shared))
+  (import "env" "__memory_base" (global $mb i32))
+  (import "env" "bump" (func $bump (result i32)))
+  (import "wasi" "thread-spawn" (func $spawn (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  ;; The runtime asks the program for the new thread's library TLS blocks: one 16-byte
+  ;; block at memory_base + 64 is all this test needs.
+  (func (export "aligned_alloc") (param i32 i32) (result i32)
+    (i32.add (global.get $mb) (i32.const 64)))
+  (func (export "_start")
+    (local $tid i32)
+    (drop (call $bump))
+    (drop (call $bump))
+    (local.set $tid (call $spawn (i32.const 7)))
+    (if (i32.le_s (local.get $tid) (i32.const 0)) (then (call $exit (i32.const 2))))
+    (block $done
+      (loop $wait
+        (br_if $done (i32.atomic.load (i32.add (global.get $mb) (i32.const 4))))
+        (drop (memory.atomic.wait32 (i32.add (global.get $mb) (i32.const 4)) (i32.const 0)
+                                    (i64.const 1000000)))
+        (br $wait)))
+    ;; 10: the thread's first bump saw its own copy (42 + 1); 1: main's copy went on (45).
+    (call $exit (i32.add
+      (i32.mul (i32.eq (i32.load (global.get $mb)) (i32.const 43)) (i32.const 10))
+      (i32.eq (call $bump) (i32.const 45)))))
+  (func (export "wasi_thread_start") (param $tid i32) (param $arg i32)
+    (i32.store (global.get $mb) (call $bump))
+    (i32.atomic.store (i32.add (global.get $mb) (i32.const 4)) (local.get $arg))
+    (drop (memory.atomic.notify (i32.add (global.get $mb) (i32.const 4)) (i32.const 1)))))
+"#;
+
+#[test]
+fn wasi_threads_thread_spawn_gives_the_thread_every_library_with_its_own_thread_locals() {
+    let dir = scratch("wasi-threads");
+    let wasm = |wat: &str| wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
+    std::fs::write(dir.join("libwt.so"), wasm(WASI_THREADS_LIB)).unwrap();
+    std::fs::write(dir.join("main.wasm"), wasm(WASI_THREADS_MAIN)).unwrap();
+    let out = run_in(&dir, &["--dir", ".", "main.wasm"], b"");
+    assert_eq!(out.status.code(), Some(11), "stderr: {}", stderr(&out));
+}
