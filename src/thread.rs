@@ -280,7 +280,9 @@ fn prepare(
             let word = |offset: u32| WasmPtr::<u32>::new(ptr + offset).read(&view).unwrap_or(0);
             (word(TLS_BASE), word(STACK_UPPER), word(STACK_SIZE))
         };
-        let init = main.exports.get_typed_function::<i32, ()>(store, "__wasm_init_tls");
+        let init = main
+            .exports
+            .get_typed_function::<i32, ()>(store, "__wasm_init_tls");
         if let (Ok(init), true) = (init, tls_base != 0) {
             init.call(store, tls_base as i32)
                 .map_err(|e| fail("__wasm_init_tls", e.message()))?;
