@@ -257,7 +257,7 @@ fn instantiate_main(
     Ok((instance, func_env, Some(dl_env)))
 }
 
-/// The imports a thread's modules get besides each other: WASI of every version (libraries,
+/// The imports a thread's modules get besides each other: WASI of every 32-bit version (libraries,
 /// also dlopen'ed ones, may import another than main's) from the thread's environment, with
 /// the DL ABI, threads and `poll_oneoff` served by us, each wrapped to catch up with loads
 /// made by other threads (see [`crate::sync`]).
@@ -272,7 +272,6 @@ pub fn thread_imports(
         WasiVersion::Snapshot0,
         WasiVersion::Snapshot1,
         WasiVersion::Wasix32v1,
-        WasiVersion::Wasix64v1,
     ] {
         let generated =
             wasmer_wasix::generate_import_object_from_env(store, &func_env.env, version);
