@@ -32,3 +32,34 @@ except demo_ext.DemoError as e:
     print("DemoError:", e)
 
 print("json round trip:", json.loads(json.dumps({"calls into demo_ext": demo_ext.calls()})))
+
+# Threads: workers fed through a queue.Queue, and a ThreadPoolExecutor, calling into demo_ext
+# and math (loaded by the main thread; every thread has its own instance of each library).
+import queue  # noqa: E402
+import threading  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+jobs, done = queue.Queue(), queue.Queue()
+
+
+def worker():
+    while (n := jobs.get()) is not None:
+        done.put((n, demo_ext.fib(n), threading.current_thread().name))
+
+
+workers = [threading.Thread(target=worker, name=f"worker-{i}") for i in range(4)]
+for w in workers:
+    w.start()
+for n in range(90, 100):
+    jobs.put(n)
+for w in workers:
+    jobs.put(None)
+for w in workers:
+    w.join()
+fibs = sorted(done.get() for _ in range(10))
+print(f"4 threading.Thread workers through a queue.Queue: {len(fibs)} results,",
+      f"fib({fibs[-1][0]}) = {fibs[-1][1]}")
+with ThreadPoolExecutor(max_workers=4) as pool:
+    roots = list(pool.map(math.isqrt, [n * n for n in range(10**6, 10**6 + 8)]))
+    sums = list(pool.map(lambda b: hex(demo_ext.checksum(b)), [b"Wikipedia", b"wasix-dl"]))
+print("ThreadPoolExecutor(4): isqrt ->", roots[0], "...", roots[-1], "checksums", sums)

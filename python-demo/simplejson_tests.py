@@ -13,7 +13,6 @@ NEEDS_WHAT_WASI_LACKS = {
     "simplejson.tests.test_tool.": "runs simplejson.tool in a subprocess: WASI has no processes",
     "simplejson.tests.test_iterable.TestIterable.test_unbounded_iterable_recursion_is_guarded":
         "runs a script in a subprocess: WASI has no processes",
-    "simplejson.tests.test_free_threading.": "starts threads: wasix-dl runs no threads yet",
 }
 
 

@@ -91,6 +91,11 @@ cp "$ziglib/libc/wasi/libc-top-half/musl/arch/wasm32/bits/setjmp.h" "$inc/bits/s
 # <dlfcn.h> of the WASIX ABI.
 cp "$src/dlfcn.h" "$inc/dlfcn.h"
 
+# pipe() (sysroot-src/pipe.c, WASIX's fd_pipe): declared, where wasi-libc's <unistd.h> hides it.
+grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no pipe \*/$' "$inc/unistd.h" ||
+  { log "<unistd.h> no longer hides pipe as expected"; exit 1; }
+sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no pipe \*/$|int pipe(int [2]);\n&|' "$inc/unistd.h"
+
 log "building crt objects, dlfcn, setjmp runtime"
 obj="$WORK/extra"; mkdir -p "$obj"
 cc_sys() { "$CC" --target=wasm32-wasip1 --sysroot="$SYSROOT" $CFLAGS_COMMON -pthread "$@"; }
@@ -99,9 +104,10 @@ cc_sys -c "$src/errno_location.c" -o "$obj/errno_location.o"
 cc_sys -c "$src/dlfcn.c" -o "$obj/dlfcn.o"
 cc_sys -c "$src/wasix_cwd.c" -o "$obj/wasix_cwd.o"
 cc_sys -c "$src/atexit.c" -o "$obj/atexit_dso.o"
+cc_sys -c "$src/pipe.c" -o "$obj/pipe.o"
 "$AR" d "$lib/libc.a" atexit.o   # musl's, whose __cxa_finalize does nothing
 "$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o" \
-  "$obj/atexit_dso.o"
+  "$obj/atexit_dso.o" "$obj/pipe.o"
 
 # POSIX threads: musl's generic thread code from the Debian tree, compiled like the rest of
 # its sources, over our wasm32 glue (sysroot-src/thread: creation, start, exit, join, futexes).
