@@ -37,7 +37,8 @@ tc="$repo/toolchain/wasix_toolchain.py"
 
 # 0. The cache key (the toolchain key hashes the sysroot's inputs; it needs no sysroot).
 cache="$(python3 "$tc" cache-dir)"
-key="$( { python3 "$tc" key; echo "$PY_VERSION $variant"; cat "$here/build-python.sh" "$here/config.site-wasix" "$here/Setup.local"; } \
+# The drivers (wasix_toolchain.py) decide how every object is compiled: part of the key too.
+key="$( { python3 "$tc" key; echo "$PY_VERSION $variant"; cat "$tc" "$here/build-python.sh" "$here/config.site-wasix" "$here/Setup.local"; } \
         | sha256sum | cut -c1-16)"
 if [ $variant = shared ]; then prefix="$cache/cpython-$key"; else prefix="$cache/cpython-static-$key"; fi
 if [ -e "$prefix/.complete" ]; then
