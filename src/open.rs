@@ -38,6 +38,18 @@ pub struct DlState {
     pub wasi_env: Option<FunctionEnv<WasiEnv>>,
 }
 
+impl DlState {
+    /// A thread's state before its instance group exists.
+    pub fn new(process: Arc<ProcessState>, wasi: &wasmer_wasix::WasiFunctionEnv) -> Self {
+        DlState {
+            process,
+            loaded: None,
+            runtime_chdir: None,
+            wasi_env: Some(wasi.env.clone()),
+        }
+    }
+}
+
 /// What every thread of the program shares besides the link state.
 pub struct ProcessState {
     pub fs: GuestFs,

@@ -190,15 +190,7 @@ fn instantiate_main(
         wrappers: Default::default(),
         threads: Default::default(),
     });
-    let dl_env = FunctionEnv::new(
-        store,
-        DlState {
-            process,
-            loaded: None,
-            runtime_chdir: None,
-            wasi_env: Some(func_env.env.clone()),
-        },
-    );
+    let dl_env = FunctionEnv::new(store, DlState::new(process, &func_env));
     let ld_library_path = ld_library_path(config);
     let search = SearchEnv {
         fs: guest_fs,

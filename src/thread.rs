@@ -238,15 +238,7 @@ fn prepare(
     start: Start,
     blocks: Vec<(usize, u32)>,
 ) -> Result<ThreadEntry, Error> {
-    let dl_env = FunctionEnv::new(
-        store,
-        DlState {
-            process,
-            loaded: None,
-            runtime_chdir: None,
-            wasi_env: Some(func_env.env.clone()),
-        },
-    );
+    let dl_env = FunctionEnv::new(store, DlState::new(process, func_env));
     let (wasi, seen_global) = run::thread_imports(store, func_env, &dl_env, &memory)?;
     let mut group = InstanceGroup::new(store, memory.clone(), 0)?;
     let (seen, published, builtin_dlclose, ids) = {
