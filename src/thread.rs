@@ -301,10 +301,11 @@ fn prepare(
             if tls_size == 0 {
                 continue;
             }
-            let align = align.max(1).next_power_of_two();
+            // Clamped: a module's hostile alignment or size cannot overflow the arithmetic.
+            let align = align.clamp(1, 1 << 16).next_power_of_two();
             let block = upper.saturating_sub(tls_size) & !(align - 1);
             let used = upper - block;
-            if used + 1024 > size {
+            if used.saturating_add(1024) > size {
                 break; // too little stack left: the rest get allocated blocks below
             }
             init.call(store, block as i32)
