@@ -209,15 +209,7 @@ fn got_value(
             return Ok(GotValue::Fixed(value));
         }
     }
-    // The unwinder's landing-pad context belongs to the module: each carries its own unwinder
-    // (the toolchain links a hidden copy into every C++ module), whose personality routine
-    // reads the module's own copy, so the module's landing pads must write that one.
-    let own = (!func && sym == "__wasm_lpad_context")
-        .then(|| linker.modules[id].symbols.get(sym))
-        .flatten()
-        .filter(|s| s.kind == SymbolKind::Tls)
-        .map(|_| (id, SymbolKind::Tls));
-    let found = own.or_else(|| linker.lookup(scope, sym));
+    let found = linker.lookup(scope, sym);
     if let Some((provider, _)) = &found {
         if *provider != id {
             linker.modules[id].bound_to.insert(*provider);

@@ -1,11 +1,10 @@
 //! How the other threads learn about loads, unloads and new table slots: the link state
-//! keeps an append-only log of them ([`crate::linker::Linker::log`]) and every host call a
+//! keeps an append-only log of them ([`crate::linker::Linker::log`]), and every host call a
 //! guest makes (through generated wasm wrappers) first brings its thread's instance group up
-//! to date ([`catch_up`]): new
-//! modules instantiated from their plans with this thread's TLS blocks, new slots filled,
-//! unloaded modules' slots nulled. The fast path is one atomic load in wasm. A thread that runs wasm
-//! without host calls sees a new library at its next host call (the rendezvous, which makes
-//! `dlopen` wait for such threads, is a later step).
+//! to date ([`catch_up`]): new modules instantiated from their plans with this thread's TLS
+//! blocks, new slots filled, unloaded modules' slots nulled. The fast path is one atomic load
+//! in wasm. A thread that runs wasm without host calls sees a new library at its next host
+//! call (the rendezvous, which makes `dlopen` wait for such threads, is a later step).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -52,7 +52,10 @@ compile_all "$WORK/cxxabi" clang --driver-mode=g++ "${cxxflags[@]}" -- "${abi_sr
 "$zig" ar rcs "$SYSROOT/lib/libc++abi.a" "$WORK"/cxxabi/*.o
 
 log "building libunwind"
-compile_all "$WORK/unwind" clang "${flags[@]}" -std=c11 -I"$ziglib/libunwind/include" \
+# Hidden, its landing-pad context included: every module links its own copy, and a module's
+# landing pads must reach the context its own copy reads (wasm-ld then binds them inside the
+# module instead of importing the symbol from whichever module exports it first).
+compile_all "$WORK/unwind" clang "${flags[@]}" -fvisibility=hidden -std=c11 -I"$ziglib/libunwind/include" \
   -D_LIBUNWIND_HIDE_SYMBOLS -D_LIBUNWIND_HAS_NO_THREADS -Wno-c23-extensions -- "$ziglib/libunwind/src/Unwind-wasm.c"
 "$zig" ar rcs "$SYSROOT/lib/libunwind.a" "$WORK"/unwind/*.o
 
