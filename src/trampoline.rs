@@ -29,6 +29,12 @@ fn val_type(ty: &Type) -> Option<ValType> {
     })
 }
 
+/// The parameter and result types of `ty` in wasm-encoder's terms.
+fn val_types(ty: &FunctionType) -> Option<(Vec<ValType>, Vec<ValType>)> {
+    let convert = |types: &[Type]| types.iter().map(val_type).collect::<Option<Vec<_>>>();
+    Some((convert(ty.params())?, convert(ty.results())?))
+}
+
 /// A module that wraps host functions so that each catches up with the link log before it
 /// runs and before it returns (see [`crate::sync`]): it imports `env.memory`, `sync.catch_up`
 /// and the functions to wrap as `f.0`, `f.1`, ... (types `types`), and exports `w0`, `w1`, ...
@@ -56,8 +62,7 @@ pub fn host_call_wrappers(types: &[FunctionType], epoch_address: u32) -> Option<
     type_section.ty().function([], []);
     imports.import("sync", "catch_up", EntityType::Function(0));
     for (index, ty) in types.iter().enumerate() {
-        let params: Vec<ValType> = ty.params().iter().map(val_type).collect::<Option<_>>()?;
-        let results: Vec<ValType> = ty.results().iter().map(val_type).collect::<Option<_>>()?;
+        let (params, results) = val_types(ty)?;
         type_section.ty().function(params, results);
         imports.import(
             "f",
@@ -144,18 +149,7 @@ pub fn encode(stubs: &[Trampoline]) -> Option<Vec<u8>> {
         }),
     );
     for (index, stub) in stubs.iter().enumerate() {
-        let params: Vec<ValType> = stub
-            .ty
-            .params()
-            .iter()
-            .map(val_type)
-            .collect::<Option<_>>()?;
-        let results: Vec<ValType> = stub
-            .ty
-            .results()
-            .iter()
-            .map(val_type)
-            .collect::<Option<_>>()?;
+        let (params, results) = val_types(&stub.ty)?;
         types.ty().function(params.clone(), results);
         let type_index = index as u32;
         functions.function(type_index);
