@@ -197,9 +197,7 @@ fn spawn(ctx: &mut FunctionEnvMut<DlState>, start: Start) -> Result<u32, Errno> 
             let code = match prepare(
                 &mut store, &func_env, process, &linker, memory, start, blocks,
             ) {
-                Ok((entry, dl_env)) => {
-                    run_thread(&mut store, &func_env, &dl_env, entry, tid, start)
-                }
+                Ok((entry, dl_env)) => run_thread(&mut store, &dl_env, entry, tid, start),
                 Err(e) => {
                     eprintln!("wasix-dl: cannot start thread {tid}: {e}");
                     Some(TRAP_EXIT_CODE)
@@ -376,13 +374,11 @@ fn prepare(
 /// (`exit` called in this thread, or a trap).
 fn run_thread(
     store: &mut Store,
-    func_env: &WasiFunctionEnv,
     dl_env: &FunctionEnv<DlState>,
     entry: wasmer::TypedFunction<(i32, i32), ()>,
     tid: u32,
     start: Start,
 ) -> Option<i32> {
-    let _ = func_env;
     let result = entry.call(store, tid as i32, start.argument() as i32);
     // Its TLS blocks are freed by a live thread (this one's stack may be gone already).
     let state = dl_env.as_mut(store);
