@@ -20,6 +20,9 @@ pub struct Compiler {
     /// Directory of cached artifacts; `None` disables the cache.
     dir: Option<PathBuf>,
     max_bytes: u64,
+    /// Whether modules in link form get the sync protocol's epoch checks (see
+    /// [`crate::rewrite`]).
+    pub epoch_checks: bool,
 }
 
 impl Compiler {
@@ -44,6 +47,7 @@ impl Compiler {
             engine,
             dir,
             max_bytes,
+            epoch_checks: true,
         }
     }
 

@@ -50,6 +50,15 @@ pub enum Error {
     Dir { spec: String, reason: String },
     #[error("WASI environment: {0}")]
     Wasi(String),
+    /// A thread running wasm did not apply a change within the sync timeout.
+    #[error(
+        "thread {tid} did not catch up within {waited:?}: it runs wasm without host calls and \
+         without epoch checks (raise the limit with --sync-timeout, or keep epoch checks on)"
+    )]
+    Sync {
+        tid: u32,
+        waited: std::time::Duration,
+    },
     #[error("{module}: {function} trapped: {reason}")]
     Trap {
         module: String,

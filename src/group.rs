@@ -12,7 +12,7 @@ use wasmer::{
 };
 
 use crate::error::Error;
-use crate::layout::TABLE_CAPACITY;
+use crate::layout::{CATCH_UP_SLOT, TABLE_CAPACITY};
 use crate::linker::Linker;
 use crate::plan::{Binding, GotValue};
 use crate::scope::ModuleId;
@@ -36,10 +36,13 @@ pub struct InstanceGroup {
 }
 
 impl InstanceGroup {
+    /// A group with nothing instantiated yet; `catch_up` is the thread's function for the
+    /// epoch checks, put in [`CATCH_UP_SLOT`].
     pub fn new(
         store: &mut impl AsStoreMut,
         memory: Memory,
         stack_high: u32,
+        catch_up: Function,
     ) -> Result<Self, Error> {
         // Created empty and grown: growing fills the slots in one go, where creating it at
         // full size sets them one by one (a third of a thread's start-up).
@@ -55,6 +58,9 @@ impl InstanceGroup {
         .map_err(|e| fail(e.to_string()))?;
         table
             .grow(store, TABLE_CAPACITY, Value::FuncRef(None))
+            .map_err(|e| fail(e.to_string()))?;
+        table
+            .set(store, CATCH_UP_SLOT, Value::FuncRef(Some(catch_up)))
             .map_err(|e| fail(e.to_string()))?;
         Ok(InstanceGroup {
             memory,

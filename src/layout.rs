@@ -1,7 +1,12 @@
 //! Where modules' memory and table regions go. At start-up the memory is laid out as
-//! `[null guard | main thread's stack | main's data | each library's data | heap ...]` in one
+//! `[runtime page | main thread's stack | main's data | each library's data | heap ...]` in one
 //! shared memory (libraries in load order, each at its aligned `__memory_base`); the table as
-//! `[null | main's region | each library's region | function slots handed out on demand]`.
+//! `[null | catch-up | main's region | each library's region | slots handed out on demand]`.
+//!
+//! The runtime page is the first 64 KiB: nothing of the program lives there, so a null pointer
+//! never aliases real data, and the runtime keeps the words of the sync protocol there (see
+//! [`crate::sync`]): the epoch at [`EPOCH_ADDRESS`], one state word per thread from
+//! [`THREAD_STATES`].
 
 use crate::dylink::DylinkInfo;
 use crate::error::Error;
@@ -9,8 +14,17 @@ use crate::error::Error;
 pub const WASM_PAGE: u64 = 64 * 1024;
 /// wasm32's whole address space.
 pub const MAX_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
-/// Addresses below this stay unused so that a null pointer never aliases real data.
-const NULL_GUARD: u64 = 1024;
+/// Addresses below this hold no program data (see the module's documentation).
+const RUNTIME_PAGE: u64 = WASM_PAGE;
+/// Where the runtime publishes the length of the link log, for every thread to compare with.
+pub const EPOCH_ADDRESS: u32 = 16;
+/// The first thread state word; thread slot `n`'s is at `THREAD_STATES + 4 * n`.
+pub const THREAD_STATES: u32 = 64;
+/// How many threads can run at once: as many state words as fit in the runtime page.
+pub const MAX_THREADS: u32 = (RUNTIME_PAGE as u32 - THREAD_STATES) / 4;
+/// The table slot every thread fills with its own catch-up function, which the epoch checks
+/// compiled into modules call (see [`crate::rewrite`]); slot 0 stays null.
+pub const CATCH_UP_SLOT: u32 = 1;
 /// Default stack of the main thread (what wasmer's own linker gives too).
 pub const DEFAULT_STACK_SIZE: u32 = 8 * 1024 * 1024;
 /// Slots of the function table, which never grows: every module is compiled knowing this
@@ -51,10 +65,11 @@ fn align_up(value: u64, align_log2: u32) -> u64 {
 /// Lays out `modules` (name, dylink info; the main module first).
 pub fn startup_layout(modules: &[(&str, &DylinkInfo)], stack_size: u32) -> Result<Layout, Error> {
     // 16-byte alignment (2^4) for the stack and the heap, as the C ABI expects.
-    let stack_low = align_up(NULL_GUARD, 4);
+    let stack_low = align_up(RUNTIME_PAGE, 4);
     let stack_high = align_up(stack_low + u64::from(stack_size), 4);
     let mut memory_top = stack_high;
-    let mut table_top = 1; // slot 0 stays null: a null function pointer traps
+    // Slot 0 stays null (a null function pointer traps), then the catch-up slot.
+    let mut table_top = u64::from(CATCH_UP_SLOT) + 1;
     let mut regions = Vec::with_capacity(modules.len());
     for (name, info) in modules {
         let memory_base = align_up(memory_top, info.memory_align_log2);
@@ -118,7 +133,7 @@ mod tests {
         let main = info(208_468, 12, 31);
         let lib = info(100, 6, 3);
         let l = startup_layout(&[("m", &main), ("l", &lib)], 65536).unwrap();
-        assert!(l.stack_low >= NULL_GUARD as u32);
+        assert!(l.stack_low >= RUNTIME_PAGE as u32);
         assert_eq!(l.stack_high - l.stack_low, 65536);
         let (m, b) = (l.regions[0], l.regions[1]);
         assert_eq!(m.memory_base % 4096, 0);
@@ -127,7 +142,7 @@ mod tests {
         assert!(b.memory_base >= m.memory_base + 208_468);
         // The heap starts at the next 16-byte boundary after the last library's data.
         assert_eq!(l.heap_base, (b.memory_base + 100).next_multiple_of(16));
-        assert_eq!((m.table_base, b.table_base, l.table_end), (1, 32, 35));
+        assert_eq!((m.table_base, b.table_base, l.table_end), (2, 33, 36));
         assert!(l.heap_end > l.heap_base);
         assert_eq!(
             u64::from(l.heap_end),

@@ -62,6 +62,7 @@
 //! ```
 
 mod cache;
+mod catchup;
 mod describe;
 mod dylink;
 mod error;
@@ -109,6 +110,8 @@ impl Program {
                 dirs: Vec::new(),
                 cwd: None,
                 stack_size: DEFAULT_STACK_SIZE,
+                sync_timeout: sync::DEFAULT_TIMEOUT,
+                epoch_checks: true,
             },
         }
     }
@@ -148,6 +151,24 @@ impl Program {
     /// size is a process-wide wasmer setting: the last program started sets it.
     pub fn stack_size(mut self, bytes: u32) -> Self {
         self.config.stack_size = bytes;
+        self
+    }
+
+    /// How long a `dlopen`, `dlclose` or `dlsym` that changes the program waits for another
+    /// thread that runs wasm to catch up with it (default 10 s). Past it the call fails with
+    /// an error naming the thread. Threads in host calls are never waited for, and with epoch
+    /// checks (the default) a thread running wasm answers within a loop iteration.
+    pub fn sync_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.config.sync_timeout = timeout;
+        self
+    }
+
+    /// Whether modules are compiled with the sync protocol's epoch checks at loop headers and
+    /// function entries (default on; see DESIGN decision 7). Off, a thread that runs wasm
+    /// without host calls delays a `dlopen` in another thread until its next host call or
+    /// the sync timeout.
+    pub fn epoch_checks(mut self, on: bool) -> Self {
+        self.config.epoch_checks = on;
         self
     }
 

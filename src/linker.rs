@@ -52,8 +52,8 @@ pub struct Linker {
     pub log: Vec<LinkOp>,
     /// `log.len()`, readable without the lock (the fast path of catching up).
     pub published: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// The same number in guest memory, for the host-call wrappers.
-    pub epoch: Option<crate::sync::EpochWord>,
+    /// The same number in guest memory, for the host-call wrappers and epoch checks.
+    pub epoch: Option<crate::sync::RuntimeWords>,
 }
 
 /// The handle value of a module (its id + 1: `0` is `RTLD_DEFAULT`).
@@ -267,8 +267,8 @@ impl Linker {
         self.log.push(op);
         self.published
             .store(self.log.len(), std::sync::atomic::Ordering::Release);
-        if let Some(epoch) = &self.epoch {
-            epoch.publish(self.log.len());
+        if let Some(words) = &self.epoch {
+            words.publish_epoch(self.log.len());
         }
     }
 }
@@ -318,6 +318,7 @@ pub fn start<S: AsStoreMut>(
     main_bytes: &[u8],
     search: &SearchEnv,
     stack_size: u32,
+    catch_up: wasmer::Function,
     wasi: impl FnOnce(&mut S, &Memory) -> Result<Imports, Error>,
 ) -> Result<(Linker, InstanceGroup, Imports), Error> {
     let mut modules = vec![main];
@@ -358,7 +359,7 @@ pub fn start<S: AsStoreMut>(
         module: modules[0].name.clone(),
         reason: format!("cannot create a memory of {pages} pages: {e}"),
     })?;
-    let mut group = InstanceGroup::new(store, memory, layout.stack_high)?;
+    let mut group = InstanceGroup::new(store, memory, layout.stack_high, catch_up)?;
 
     for (module, region) in modules.iter().zip(&layout.regions) {
         tracing::debug!(
@@ -386,7 +387,7 @@ pub fn start<S: AsStoreMut>(
         order: Vec::new(),
         log: Vec::new(),
         published: Default::default(),
-        epoch: Some(crate::sync::EpochWord::new(store, &group.memory)),
+        epoch: Some(crate::sync::RuntimeWords::new(store, &group.memory)?),
     };
     // Main first, then libraries deepest first: calls into an instantiated module are direct;
     // main's calls into its libraries become call_indirect through the callee's slot (the

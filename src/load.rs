@@ -185,8 +185,9 @@ pub fn compile_link_form(
         .iter()
         .flat_map(|(i, t, s)| [i.to_le_bytes(), t.to_le_bytes(), s.to_le_bytes()].concat())
         .collect();
-    compiler.compile_derived(name, &[&rewrite::identity(), bytes, &plan], || {
-        rewrite::link_form(bytes, calls).map_err(|reason| Error::NotWasm {
+    let checks = compiler.epoch_checks;
+    compiler.compile_derived(name, &[&rewrite::identity(checks), bytes, &plan], || {
+        rewrite::link_form(bytes, calls, checks).map_err(|reason| Error::NotWasm {
             module: name.to_string(),
             reason,
         })

@@ -39,6 +39,17 @@ enum Command {
         /// to 100 MiB, the engine's stack for wasm frames (like a native thread's one stack).
         #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STACK_SIZE)]
         stack_size: u32,
+        /// How long, in seconds, a dlopen/dlclose/dlsym waits for another thread that runs
+        /// wasm to catch up with it before it fails naming that thread. Threads in host calls
+        /// (sleeping, reading, waiting) are never waited for.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+        sync_timeout: f64,
+        /// Compile modules without the epoch checks at loop headers and function entries
+        /// that let a thread computing without host calls answer a dlopen in another thread
+        /// (slightly faster CPU-bound code; such a thread then delays dlopen until its next
+        /// host call or the sync timeout).
+        #[arg(long)]
+        no_epoch_checks: bool,
         /// The module to run, then its arguments.
         module: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -133,12 +144,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             envs,
             cwd,
             stack_size,
+            sync_timeout,
+            no_epoch_checks,
             module,
             args,
         } => {
+            let timeout = std::time::Duration::try_from_secs_f64(sync_timeout)
+                .map_err(|e| anyhow::anyhow!("--sync-timeout {sync_timeout}: {e}"))?;
             let mut program = program(&module, &dirs, &envs)?
                 .args(args)
-                .stack_size(stack_size);
+                .stack_size(stack_size)
+                .sync_timeout(timeout)
+                .epoch_checks(!no_epoch_checks);
             if let Some(cwd) = cwd {
                 program = program.cwd(cwd);
             }

@@ -3,7 +3,7 @@
 //! leave no trace (DESIGN decision 5) — and look symbols up in a handle's scope.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use parking_lot::ReentrantMutex;
@@ -11,6 +11,7 @@ use wasmer::{AsStoreMut, AsStoreRef, FunctionEnv, FunctionEnvMut, Imports, Value
 use wasmer_wasix::WasiEnv;
 
 use crate::cache::Compiler;
+use crate::catchup::{self, busy};
 use crate::error::Error;
 use crate::group::{self, InstanceGroup};
 use crate::init::{self, ToInit};
@@ -20,7 +21,7 @@ use crate::load::{self, GuestFs};
 use crate::plan;
 use crate::scope::{ModuleId, SymbolKind};
 use crate::search::{Requester, SearchContext};
-use crate::sync::{self, busy, LinkOp};
+use crate::sync::{self, LinkOp, ThreadSync, Threads, Wrappers};
 
 /// dlopen flags (wasix-libc's `<dlfcn.h>`).
 pub const RTLD_GLOBAL: u32 = 4;
@@ -65,8 +66,8 @@ pub struct ProcessState {
     pub dead_tls_blocks: Mutex<Vec<u32>>,
     /// The host-call wrapper module (see [`crate::sync::wrap_imports`]), compiled once.
     pub wrappers: std::sync::OnceLock<wasmer::Module>,
-    /// Threads started and not yet ended (the main thread not counted).
-    pub threads: crate::thread::Running,
+    /// Every running thread, for the sync protocol.
+    pub threads: Threads,
 }
 
 /// The program as loaded: the process-wide link state and this thread's instance group.
@@ -75,14 +76,18 @@ pub struct Loaded {
     pub group: InstanceGroup,
     /// WASI/WASIX imports (with ours) of this thread, for the modules loaded at run time.
     pub wasi: Imports,
-    /// How much of the link log ([`Linker::log`]) this group has applied, and how much there
-    /// is (shared by every thread).
-    pub seen: usize,
+    /// This thread in the sync protocol (how much of the link log its group has applied).
+    pub thread: Arc<ThreadSync>,
+    /// The length of the link log (shared by every thread).
     pub published: Arc<AtomicUsize>,
-    /// The host-call wrappers' copy of `seen` (see [`crate::sync::wrap_imports`]).
-    pub seen_global: wasmer::Global,
-    /// TLS blocks the runtime had the program allocate for this thread (freed at its end).
-    pub tls_blocks: Vec<u32>,
+    /// The globals of this thread's host-call wrappers.
+    pub wrappers: Wrappers,
+    /// TLS blocks the program allocated for this thread, by module (freed when the module is
+    /// unloaded or the thread ends).
+    pub tls_blocks: Vec<(ModuleId, u32)>,
+    /// Modules whose TLS block in this thread waits for its next host call (see
+    /// [`crate::catchup`]).
+    pub tls_deferred: Vec<ModuleId>,
     /// Set while this thread runs the linker (a load, an unload, catching up): host calls
     /// made by guest code it runs then (allocation, constructors) do not catch up.
     pub busy: bool,
@@ -135,11 +140,29 @@ pub fn dlopen(
     let process = ctx.data().process.clone();
     let _load = process.load_lock.lock();
     // Libraries loaded by other threads first: the new ones may bind to them directly.
-    sync::catch_up(ctx)?;
+    catchup::catch_up(ctx)?;
     crate::thread::free_dead_tls_blocks(ctx);
-    busy(ctx, |ctx| {
+    let handle = busy(ctx, |ctx| {
         open_locked(ctx, &process, path, flags, ld_library_path)
-    })
+    })?;
+    if let Err(e) = rendezvous(ctx) {
+        // Undone like a dlclose; the threads that were behind apply both.
+        let _ = busy(ctx, |ctx| close_locked(ctx, handle));
+        return Err(e);
+    }
+    Ok(handle)
+}
+
+/// Waits until every thread running wasm has applied the log as it is now (see
+/// [`Threads::rendezvous`]).
+fn rendezvous(ctx: &FunctionEnvMut<DlState>) -> Result<(), Error> {
+    let state = ctx.data();
+    let loaded = state.loaded.as_ref().ok_or_else(not_loaded)?;
+    let target = loaded.published.load(Ordering::Acquire);
+    state
+        .process
+        .threads
+        .rendezvous(&loaded.thread, target, &state.process.fs.tokio)
 }
 
 fn open_locked(
@@ -269,6 +292,7 @@ fn open_locked(
         return Err(e);
     }
 
+    prepare_tls(ctx, process, &group, &ids);
     let mut linker = lock(&linker_arc);
     if flags & RTLD_GLOBAL != 0 {
         promote(&mut linker, first);
@@ -285,6 +309,48 @@ fn open_locked(
         .collect();
     linker.publish(LinkOp::Load(order));
     Ok(handle_of(first))
+}
+
+/// Allocates, for every other thread, a TLS block of each module of `ids` that has one and
+/// can be set up in a block it is given (`__wasm_init_tls`), so that a thread catching up at
+/// an epoch check does not have to run the program's allocator (see [`crate::catchup`]).
+fn prepare_tls(
+    ctx: &mut FunctionEnvMut<DlState>,
+    process: &ProcessState,
+    group: &InstanceGroup,
+    ids: &[ModuleId],
+) {
+    let Some(loaded) = ctx.data().loaded.as_ref() else {
+        return;
+    };
+    let others = process.threads.others(&loaded.thread);
+    if others.is_empty() {
+        return;
+    }
+    for &id in ids {
+        let Some(Some(instance)) = group.instances.get(id) else {
+            continue;
+        };
+        let global = |ctx: &mut FunctionEnvMut<DlState>, name: &str| match instance
+            .exports
+            .get_global(name)
+            .map(|g| g.get(ctx))
+        {
+            Ok(Value::I32(v)) => v as u32,
+            _ => 0,
+        };
+        let (size, align) = (global(ctx, "__tls_size"), global(ctx, "__tls_align"));
+        if size == 0 || instance.exports.get_function("__wasm_init_tls").is_err() {
+            continue;
+        }
+        let align_log2 = align.max(1).next_power_of_two().trailing_zeros();
+        for thread in &others {
+            match allocate(ctx, group, size, align_log2) {
+                Ok(block) => sync::lock_tls(&thread.prepared_tls).push((id, block)),
+                Err(_) => return, // those threads allocate their own at a host call
+            }
+        }
+    }
 }
 
 /// Takes `ids` out of the program: out of every scope, their table slots nulled and free
@@ -323,7 +389,10 @@ fn release(ctx: &mut FunctionEnvMut<DlState>, linker: &Mutex<Linker>, ids: &[Mod
         }
     }
     set_instances(ctx, &group);
+    let process = ctx.data().process.clone();
+    catchup::give_back_tls(ctx, &process, ids);
     free_all(ctx, &group, &memory);
+    crate::thread::free_dead_tls_blocks(ctx);
 }
 
 /// Closes a handle; at its last close the library, and what it needed that nothing else
@@ -333,7 +402,8 @@ fn release(ctx: &mut FunctionEnvMut<DlState>, linker: &Mutex<Linker>, ids: &[Mod
 pub fn dlclose(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Error> {
     let process = ctx.data().process.clone();
     let _load = process.load_lock.lock();
-    busy(ctx, |ctx| close_locked(ctx, handle))
+    busy(ctx, |ctx| close_locked(ctx, handle))?;
+    rendezvous(ctx)
 }
 
 fn close_locked(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Error> {
@@ -474,7 +544,14 @@ pub fn free_all(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, alloca
 /// global scope, any other handle its library's local scope. Returns a table index for a
 /// function, an address for data (this thread's copy for TLS).
 pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<u32, Error> {
-    sync::catch_up(ctx)?;
+    catchup::catch_up(ctx)?;
+    let value = lookup(ctx, handle, name)?;
+    // A function's new slot is a change every thread must see before the pointer escapes.
+    rendezvous(ctx)?;
+    Ok(value)
+}
+
+fn lookup(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<u32, Error> {
     let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
     let linker_arc = loaded.linker.clone();
     let mut linker = lock(&linker_arc);

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use wasmer::{AsStoreMut, Engine, FunctionEnv, Imports, Instance, RuntimeError, Store};
+use wasmer::{AsStoreMut, Engine, Function, FunctionEnv, Imports, Instance, RuntimeError, Store};
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::wasmer_wasix_types::wasix::WasiMemoryLayout;
 use wasmer_wasix::{
@@ -14,6 +14,7 @@ use wasmer_wasix::{
 };
 
 use crate::cache::Compiler;
+use crate::catchup;
 use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
@@ -43,6 +44,10 @@ pub struct RunConfig {
     /// the first mapped directory, else `/`.
     pub cwd: Option<PathBuf>,
     pub stack_size: u32,
+    /// How long a `dlopen`/`dlclose`/`dlsym` waits for another thread to catch up.
+    pub sync_timeout: std::time::Duration,
+    /// Whether modules get epoch checks (see [`crate::rewrite`]).
+    pub epoch_checks: bool,
 }
 
 /// Runs the program to its end and returns its exit status. Errors are problems of loading;
@@ -66,7 +71,8 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
     // the program's stack size, so deep recursion that fits natively fits here.
     wasmer::sys::vm::set_stack_size(config.stack_size as usize);
     let engine = new_engine();
-    let compiler = Compiler::new(engine.clone());
+    let mut compiler = Compiler::new(engine.clone());
+    compiler.epoch_checks = config.epoch_checks;
     let mut store = Store::new(engine.clone());
     let guest_fs = GuestFs {
         fs: Arc::new(fs::build(&config.dirs, tokio.handle())?),
@@ -93,12 +99,21 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
         }
     };
 
-    let status =
-        call_start(&name, &instance, &mut store).and_then(|ended| match (ended, &dl_env) {
-            (Some(code), _) => Ok(code),
-            (None, Some(dl_env)) => after_main_thread(&name, &instance, dl_env, &mut store),
-            (None, None) => Ok(0),
-        });
+    let main_thread = dl_env.as_ref().and_then(|env| {
+        let state = env.as_ref(&store);
+        let thread = state.loaded.as_ref()?.thread.clone();
+        state.process.threads.enter_wasm(&thread);
+        Some((state.process.clone(), thread))
+    });
+    let ended = call_start(&name, &instance, &mut store);
+    if let Some((process, thread)) = &main_thread {
+        process.threads.leave_wasm(thread);
+    }
+    let status = ended.and_then(|ended| match (ended, &dl_env) {
+        (Some(code), _) => Ok(code),
+        (None, Some(dl_env)) => after_main_thread(&name, &instance, dl_env, &mut store),
+        (None, None) => Ok(0),
+    });
     let code = match &status {
         Ok(code) => *code,
         Err(trap) => {
@@ -188,16 +203,19 @@ fn instantiate_main(
         load_lock: Default::default(),
         dead_tls_blocks: Default::default(),
         wrappers: Default::default(),
-        threads: Default::default(),
+        threads: sync::Threads::new(config.sync_timeout),
     });
-    let dl_env = FunctionEnv::new(store, DlState::new(process, &func_env));
+    let dl_env = FunctionEnv::new(store, DlState::new(process.clone(), &func_env));
+    let tid = func_env.data(store).thread.tid().raw();
     let ld_library_path = ld_library_path(config);
     let search = SearchEnv {
         fs: guest_fs,
         cwd: &cwd,
         ld_library_path: &ld_library_path,
     };
-    let mut seen_global = None;
+    let mut wrappers = None;
+    let mut thread = None;
+    let catch_up = Function::new_typed_with_env(store, &dl_env, catchup::at_check);
     let (mut linker, group, wasi_imports) = linker::start(
         store,
         compiler,
@@ -205,14 +223,32 @@ fn instantiate_main(
         main_bytes,
         &search,
         config.stack_size,
+        catch_up,
         |store, memory| {
-            let (imports, seen) = thread_imports(store, &func_env, &dl_env, memory)?;
-            seen_global = Some(seen);
+            process
+                .threads
+                .set_words(sync::RuntimeWords::new(store, memory)?);
+            let me = process
+                .threads
+                .register(tid)
+                .ok_or_else(|| Error::Wasi("no thread slot for the main thread".into()))?;
+            let (imports, globals) = thread_imports(
+                store,
+                &func_env,
+                &dl_env,
+                memory,
+                sync::state_address(me.slot),
+            )?;
+            wrappers = Some(globals);
+            thread = Some(me);
             Ok(imports)
         },
     )?;
-    let seen_global = seen_global.expect("start makes the imports");
-    install_builtins(store, &dl_env, &mut linker, &group)?;
+    let (wrappers, thread) = (
+        wrappers.expect("start makes the imports"),
+        thread.expect("start registers the thread"),
+    );
+    install_builtins(store, &wasi_imports, &mut linker, &group)?;
     let instance = Instance::clone(group.instances[0].as_ref().expect("main is instantiated"));
 
     let handles = WasiModuleTreeHandles::Static(WasiModuleInstanceHandles::new(
@@ -236,14 +272,15 @@ fn instantiate_main(
         })?;
     let to_init = ToInit::list(&linker, &group, &linker.init_order(0, 0));
     dl_env.as_mut(store).loaded = Some(Loaded {
-        seen: linker.log.len(),
+        thread,
         published: linker.published.clone(),
         linker: Arc::new(Mutex::new(linker)),
         group,
         wasi: wasi_imports,
         tls_blocks: Vec::new(),
+        tls_deferred: Vec::new(),
         busy: false,
-        seen_global,
+        wrappers,
     });
     init::initialize(store, &to_init)?;
     Ok((instance, func_env, Some(dl_env)))
@@ -258,7 +295,8 @@ pub fn thread_imports(
     func_env: &WasiFunctionEnv,
     dl_env: &FunctionEnv<DlState>,
     memory: &wasmer::Memory,
-) -> Result<(Imports, wasmer::Global), Error> {
+    state_address: u32,
+) -> Result<(Imports, sync::Wrappers), Error> {
     let mut imports = Imports::new();
     for version in [
         WasiVersion::Snapshot0,
@@ -274,14 +312,18 @@ pub fn thread_imports(
     wasix::define(store, dl_env, &mut imports);
     poll::define(store, dl_env, &mut imports);
     thread::define(store, dl_env, &mut imports);
-    let seen = sync::wrap_imports(store, dl_env, &mut imports, memory)?;
-    Ok((imports, seen))
+    let wrappers = sync::wrap_imports(store, dl_env, &mut imports, memory)?;
+    wrappers
+        .state
+        .set(store, wasmer::Value::I32(state_address as i32))
+        .map_err(|e| Error::Wasi(e.to_string()))?;
+    Ok((imports, wrappers))
 }
 
 /// Puts the runtime's own functions that the guest finds through dlsym into the table.
 fn install_builtins(
     store: &mut Store,
-    dl_env: &FunctionEnv<DlState>,
+    wasi: &Imports,
     linker: &mut Linker,
     group: &InstanceGroup,
 ) -> Result<(), Error> {
@@ -296,13 +338,22 @@ fn install_builtins(
             reason: group::table_full(),
         });
     }
-    let function = wasix::dlclose_function(store, dl_env);
+    let function = builtin_dlclose(wasi)?;
     group
         .table
         .set(store, slot, wasmer::Value::FuncRef(Some(function)))
         .map_err(fail)?;
     linker.builtin_dlclose = Some(slot);
     Ok(())
+}
+
+/// The runtime's `__wasix_dlclose` as a thread's modules call it: the wrapped import, so a
+/// call through the table is a host call like any other for the sync protocol.
+pub fn builtin_dlclose(wasi: &Imports) -> Result<wasmer::Function, Error> {
+    match wasi.get_export("wasix_32v1", "dlclose") {
+        Some(wasmer::Extern::Function(f)) => Ok(f),
+        _ => Err(Error::Wasi("no dlclose among the thread's imports".into())),
+    }
 }
 
 /// The guest's `LD_LIBRARY_PATH`, split.

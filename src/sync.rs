@@ -1,24 +1,79 @@
-//! How the other threads learn about loads, unloads and new table slots: the link state
-//! keeps an append-only log of them ([`crate::linker::Linker::log`]), and every host call a
-//! guest makes (through generated wasm wrappers) first brings its thread's instance group up
-//! to date ([`catch_up`]): new modules instantiated from their plans with this thread's TLS
-//! blocks, new slots filled, unloaded modules' slots nulled. The fast path is one atomic load
-//! in wasm. A thread that runs wasm without host calls sees a new library at its next host
-//! call (the rendezvous, which makes `dlopen` wait for such threads, is a later step).
+//! The sync protocol (DESIGN decision 7): how a `dlopen`, `dlclose` or new table slot made in
+//! one thread reaches every other thread's instance group before the call that made it
+//! returns — without stopping the world and without ever waiting for a thread that cannot
+//! observe the change. Applying the changes in a thread is [`crate::catchup`].
+//!
+//! # The pieces
+//!
+//! * **The log** ([`crate::linker::Linker::log`]): every change ([`LinkOp`]), append-only, under
+//!   the `Linker` mutex. Its length is the *epoch*.
+//! * **The epoch word**: the log's length, published in guest memory at
+//!   [`EPOCH_ADDRESS`] (the runtime page) and in `Linker::published` for host code.
+//! * **A state word per thread** (in the runtime page, [`THREAD_STATES`]): how deep the thread
+//!   is in host calls. The generated host-call wrappers ([`wrap_imports`]) raise it on the way
+//!   in and restore it on the way out; the runtime sets it while a thread starts or after it
+//!   ended. `0` means the thread is running wasm.
+//! * **`seen`** per thread ([`ThreadSync::seen`]): how much of the log its group has applied.
+//! * **Epoch checks**: one load of the epoch word and a compare with the module's copy of
+//!   `seen`, at every loop header and at the entry of every function that calls, compiled into
+//!   each module by the load-time rewrite ([`crate::rewrite`]); when they differ, the thread
+//!   calls its catch-up function through table slot [`crate::layout::CATCH_UP_SLOT`].
+//!
+//! # A thread's states
+//!
+//! * *Running wasm, current* (`state == 0`, `seen == epoch`): nothing to do.
+//! * *Running wasm, behind* (`state == 0`, `seen < epoch`): it catches up at its next epoch
+//!   check or host call; a publisher waits for it (bounded by the timeout).
+//! * *In a host call* (`state > 0`): sleeping, blocked on I/O, a futex, `poll`, or inside the
+//!   linker. Never woken and never waited for: on its way back, after restoring its state word,
+//!   the wrapper compares the epoch and catches up before any guest instruction runs.
+//! * *Starting* (`state == 1`, set by the runtime): its group is being built from the log as it
+//!   is; before entering wasm it clears the word and catches up with what came since.
+//! * *Ended*: out of the registry; its state word and slot go back for reuse.
+//!
+//! # Memory ordering
+//!
+//! The one race that matters is a thread coming back from a host call while a publisher
+//! decides not to wait for it. The thread stores `state = 0` with `i32.atomic.store` and then
+//! loads the epoch with `i32.atomic.load`; the publisher stores the epoch (`SeqCst`) and then
+//! loads the thread's state (`SeqCst`). wasm atomics are sequentially consistent, so in the
+//! single order of these four accesses, if the publisher still reads `state > 0` the thread's
+//! store comes after, and so does its epoch load: it sees the new epoch and catches up before
+//! running guest code (Dekker's argument). Everything else only decides how soon a thread
+//! answers, not whether the answer is right:
+//! * the wrapper's entry store (`i32.store`, plain) can reach the publisher late, which only
+//!   makes it wait one poll longer;
+//! * epoch checks load with a plain `i32.load`: a stale value delays the catch-up to the next
+//!   check;
+//! * `seen` is stored with `Release` after the group is updated and loaded with `Acquire`;
+//! * `Linker::published` is stored with `Release` after the log is appended (under the
+//!   `Linker` mutex, which orders the log itself) and loaded with `Acquire` by host code.
+//!
+//! # Waiting
+//!
+//! A publisher calls [`Threads::rendezvous`] after its change is published and every lock but
+//! the load lock is released. It waits on a tokio [`Notify`] (signalled when a thread catches
+//! up or ends) with a short, growing poll interval (a thread entering a host call does not
+//! signal: that is a store in wasm), up to the configured timeout; past it the operation fails
+//! with an error naming the thread that did not answer.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use wasmer::{
-    AsStoreMut, AsStoreRef, Extern, Function, FunctionEnv, FunctionEnvMut, FunctionType, Global,
-    Imports, Instance, Memory, RuntimeError, Value,
+    AsStoreMut, AsStoreRef, Extern, Function, FunctionEnv, FunctionType, Global, Imports, Instance,
+    Memory,
 };
 
+use crate::catchup;
 use crate::error::Error;
-use crate::group::InstanceGroup;
-use crate::linker::Linker;
-use crate::open::{lock, DlState};
+use crate::open::DlState;
 use crate::scope::ModuleId;
 use crate::trampoline;
+
+pub use crate::layout::{EPOCH_ADDRESS, MAX_THREADS, THREAD_STATES};
 
 /// One change to the program, as the threads that did not make it must apply it.
 #[derive(Debug, Clone)]
@@ -34,150 +89,267 @@ pub enum LinkOp {
     },
 }
 
-/// Runs `f` with this thread marked busy in the linker: host calls made by the guest code
-/// that `f` runs (allocation, constructors, TLS set-up) do not catch up, so catching up never
-/// re-enters itself (wasmer's #6674).
-pub fn busy<T>(
-    ctx: &mut FunctionEnvMut<DlState>,
-    f: impl FnOnce(&mut FunctionEnvMut<DlState>) -> T,
-) -> T {
-    let was = ctx
-        .data_mut()
-        .loaded
-        .as_mut()
-        .map(|l| std::mem::replace(&mut l.busy, true));
-    let result = f(ctx);
-    if let (Some(loaded), Some(was)) = (ctx.data_mut().loaded.as_mut(), was) {
-        loaded.busy = was;
-    }
-    result
+/// How long a publisher waits, by default, for a thread running wasm to catch up.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The words of the protocol in guest memory (the runtime page).
+#[derive(Clone)]
+pub struct RuntimeWords {
+    base: *const AtomicU32,
+    /// Keeps the mapping alive as long as this (threads outlive the main thread's Store).
+    _memory: Arc<wasmer::SharedMemory>,
 }
 
-/// Brings this thread's instance group up to date with the log.
-pub fn catch_up(ctx: &mut FunctionEnvMut<DlState>) -> Result<(), Error> {
-    let Some(loaded) = ctx.data().loaded.as_ref() else {
-        return Ok(());
-    };
-    if loaded.busy || loaded.published.load(Ordering::Acquire) == loaded.seen {
-        return Ok(());
+// SAFETY: the words lie in the program's shared memory, which never moves (a shared wasm
+// memory is reserved at its maximum size up front) and stays mapped while `_memory` lives.
+unsafe impl Send for RuntimeWords {}
+unsafe impl Sync for RuntimeWords {}
+
+impl RuntimeWords {
+    /// The words of `memory`, which must be shared (the linker always makes it so).
+    pub fn new(store: &impl AsStoreRef, memory: &Memory) -> Result<Self, Error> {
+        let shared = memory
+            .as_shared(store)
+            .ok_or_else(|| Error::Wasi("the program's memory is not shared".into()))?;
+        Ok(RuntimeWords {
+            base: memory.view(store).data_ptr() as *const AtomicU32,
+            _memory: Arc::new(shared),
+        })
     }
-    busy(ctx, apply_log)
+
+    fn word(&self, address: u32) -> &AtomicU32 {
+        // SAFETY: see the type; the runtime page is mapped from start-up and the addresses
+        // used are 4-byte aligned and inside it.
+        unsafe { &*self.base.add(address as usize / 4) }
+    }
+
+    /// Publishes the log's length (see the module documentation for the ordering).
+    pub fn publish_epoch(&self, log_len: usize) {
+        self.word(EPOCH_ADDRESS)
+            .store(log_len as u32, Ordering::SeqCst);
+    }
+
+    fn state(&self, slot: u32) -> &AtomicU32 {
+        self.word(state_address(slot))
+    }
 }
 
-fn apply_log(ctx: &mut FunctionEnvMut<DlState>) -> Result<(), Error> {
-    let loaded = ctx.data().loaded.as_ref().expect("checked by catch_up");
-    let (linker_arc, mut group, wasi, seen) = (
-        loaded.linker.clone(),
-        loaded.group.clone(),
-        loaded.wasi.clone(),
-        loaded.seen,
-    );
-    let mut new_modules = Vec::new();
-    let result = (|| {
-        let linker = lock(&linker_arc);
-        for op in &linker.log[seen..] {
-            match op {
-                LinkOp::Load(ids) => {
-                    for &id in ids {
-                        let missing = !matches!(group.instances.get(id), Some(Some(_)));
-                        if linker.modules[id].alive && missing {
-                            group.instantiate(ctx, &linker, id, &wasi)?;
-                            new_modules.push(id);
-                        }
-                    }
-                }
-                LinkOp::Slot(slot) => group.fill_slot(ctx, &linker, *slot)?,
-                LinkOp::Unload { modules, slots } => {
-                    group.null_slots(ctx, slots);
-                    for &id in modules {
-                        if let Some(instance) = group.instances.get_mut(id) {
-                            *instance = None;
-                        }
-                    }
-                }
+/// The guest address of thread slot `slot`'s state word.
+pub fn state_address(slot: u32) -> u32 {
+    THREAD_STATES + 4 * slot
+}
+
+/// One thread as the protocol sees it.
+pub struct ThreadSync {
+    /// The thread id the guest knows (for messages).
+    pub tid: u32,
+    /// Its state word is at [`state_address`]`(slot)`.
+    pub slot: u32,
+    /// How much of the log its instance group has applied. Written only by the thread.
+    pub seen: AtomicUsize,
+    /// TLS blocks that the publisher of a load allocated for this thread, by module: the
+    /// thread only initialises them, so it can catch up at an epoch check, where running the
+    /// program's allocator could deadlock on a lock the thread itself holds.
+    pub prepared_tls: Mutex<Vec<(ModuleId, u32)>>,
+}
+
+/// Every running thread of a program (the main thread in slot 0).
+pub struct Threads {
+    inner: Mutex<Registry>,
+    /// Signalled when a thread has caught up or ended.
+    changed: Notify,
+    /// Signalled when the last thread other than the main thread ends.
+    none_left: Condvar,
+    words: std::sync::OnceLock<RuntimeWords>,
+    timeout: Duration,
+}
+
+#[derive(Default)]
+struct Registry {
+    threads: Vec<Arc<ThreadSync>>,
+    free_slots: Vec<u32>,
+    next_slot: u32,
+}
+
+impl Threads {
+    pub fn new(timeout: Duration) -> Self {
+        Threads {
+            inner: Mutex::new(Registry::default()),
+            changed: Notify::new(),
+            none_left: Condvar::new(),
+            words: Default::default(),
+            timeout,
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets where the protocol's words are, once the memory exists.
+    pub fn set_words(&self, words: RuntimeWords) {
+        let _ = self.words.set(words);
+    }
+
+    /// Registers a thread, in the *starting* state. `None` when [`MAX_THREADS`] run already.
+    pub fn register(&self, tid: u32) -> Option<Arc<ThreadSync>> {
+        let mut registry = self.registry();
+        let slot = match registry.free_slots.pop() {
+            Some(slot) => slot,
+            None if registry.next_slot < MAX_THREADS => {
+                registry.next_slot += 1;
+                registry.next_slot - 1
             }
+            None => return None,
+        };
+        if let Some(words) = self.words.get() {
+            words.state(slot).store(1, Ordering::SeqCst);
         }
-        Ok::<_, Error>(linker.log.len())
-    })();
-    let seen = result?;
-    let blocks = init_tls(ctx, &linker_arc, &group, &new_modules)?;
-    group.bind_tls_got(ctx)?;
-    let loaded = ctx.data_mut().loaded.as_mut().expect("checked by catch_up");
-    loaded.group = group;
-    loaded.seen = seen;
-    loaded.tls_blocks.extend(blocks);
-    Ok(())
-}
+        let thread = Arc::new(ThreadSync {
+            tid,
+            slot,
+            seen: AtomicUsize::new(0),
+            prepared_tls: Mutex::new(Vec::new()),
+        });
+        registry.threads.push(thread.clone());
+        Some(thread)
+    }
 
-/// Sets up the TLS block of each of `ids` in this thread with the module's own
-/// `__wasix_init_tls` (which allocates it with the program's `aligned_alloc`). Runs guest
-/// code: the thread must be marked busy and no lock held. Returns the blocks allocated, to
-/// be freed when the thread ends.
-pub fn init_tls(
-    store: &mut impl AsStoreMut,
-    linker: &std::sync::Mutex<Linker>,
-    group: &InstanceGroup,
-    ids: &[ModuleId],
-) -> Result<Vec<u32>, Error> {
-    let mut blocks = Vec::new();
-    for &id in ids {
-        let Some(Some(instance)) = group.instances.get(id) else {
-            continue;
-        };
-        let Ok(init) = instance
-            .exports
-            .get_typed_function::<(), i32>(store, "__wasix_init_tls")
-        else {
-            continue;
-        };
-        let block = init.call(store).map_err(|e| Error::Trap {
-            module: lock(linker).modules[id].name.clone(),
-            function: "__wasix_init_tls".into(),
-            reason: e.message(),
-        })?;
-        if block != 0 {
-            blocks.push(block as u32);
+    /// Marks `thread` as running wasm, as its last step before entering it; the caller then
+    /// compares the epoch (see the module documentation).
+    pub fn enter_wasm(&self, thread: &ThreadSync) {
+        if let Some(words) = self.words.get() {
+            words.state(thread.slot).store(0, Ordering::SeqCst);
         }
     }
-    Ok(blocks)
+
+    /// Marks `thread` as out of wasm for good (it ended, or the main thread waits for the
+    /// others), so that no publisher waits for it.
+    pub fn leave_wasm(&self, thread: &ThreadSync) {
+        if let Some(words) = self.words.get() {
+            words.state(thread.slot).store(1, Ordering::SeqCst);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Takes an ended thread out. Returns the TLS blocks prepared for it and never used.
+    pub fn remove(&self, thread: &ThreadSync) -> Vec<u32> {
+        self.leave_wasm(thread);
+        let mut registry = self.registry();
+        registry.threads.retain(|t| t.slot != thread.slot);
+        registry.free_slots.push(thread.slot);
+        if registry.threads.len() <= 1 {
+            self.none_left.notify_all();
+        }
+        drop(registry);
+        self.changed.notify_waiters();
+        let prepared = std::mem::take(&mut *lock_tls(&thread.prepared_tls));
+        prepared.into_iter().map(|(_, block)| block).collect()
+    }
+
+    /// Records that `thread` has applied the log up to `seen`.
+    pub fn caught_up(&self, thread: &ThreadSync, seen: usize) {
+        thread.seen.store(seen, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Every registered thread but `me`.
+    pub fn others(&self, me: &ThreadSync) -> Vec<Arc<ThreadSync>> {
+        let registry = self.registry();
+        registry
+            .threads
+            .iter()
+            .filter(|t| t.slot != me.slot)
+            .cloned()
+            .collect()
+    }
+
+    /// Blocks until every thread but the main thread has ended.
+    pub fn wait_until_none(&self) {
+        let mut registry = self.registry();
+        while registry.threads.len() > 1 {
+            registry = self
+                .none_left
+                .wait(registry)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A thread other than `me` that runs wasm and has not applied the log up to `target`.
+    fn laggard(&self, me: &ThreadSync, target: usize) -> Option<Arc<ThreadSync>> {
+        let words = self.words.get()?;
+        let registry = self.registry();
+        registry
+            .threads
+            .iter()
+            .find(|t| {
+                t.slot != me.slot
+                    && t.seen.load(Ordering::Acquire) < target
+                    && words.state(t.slot).load(Ordering::SeqCst) == 0
+            })
+            .cloned()
+    }
+
+    /// Waits until every thread running wasm has applied the log up to `target` (threads in
+    /// host calls will before they return to wasm). Called by the thread `me` that
+    /// published, with no lock held but the load lock.
+    pub fn rendezvous(
+        &self,
+        me: &ThreadSync,
+        target: usize,
+        tokio: &tokio::runtime::Handle,
+    ) -> Result<(), Error> {
+        if self.laggard(me, target).is_none() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.timeout;
+        tokio.block_on(async {
+            let mut pause = Duration::from_micros(20);
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let Some(laggard) = self.laggard(me, target) else {
+                    return Ok(());
+                };
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Error::Sync {
+                        tid: laggard.tid,
+                        waited: self.timeout,
+                    });
+                }
+                let _ = tokio::time::timeout(pause.min(deadline - now), notified).await;
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
+        })
+    }
 }
 
-/// Where in guest memory the runtime publishes the length of the link log for the host-call
-/// wrappers to compare with: inside the layout's null guard, which nothing else uses.
-pub const EPOCH_ADDRESS: u32 = 16;
+pub fn lock_tls(
+    blocks: &Mutex<Vec<(ModuleId, u32)>>,
+) -> std::sync::MutexGuard<'_, Vec<(ModuleId, u32)>> {
+    blocks.lock().unwrap_or_else(|p| p.into_inner())
+}
 
-/// The guest memory word at [`EPOCH_ADDRESS`].
-pub struct EpochWord(*const AtomicU32);
-
-// SAFETY: the word lies in the program's shared memory, which never moves (a shared wasm
-// memory is reserved at its maximum size up front; every thread's instances hold its base)
-// and lives as long as the process state that holds this.
-unsafe impl Send for EpochWord {}
-unsafe impl Sync for EpochWord {}
-
-impl EpochWord {
-    pub fn new(store: &impl AsStoreRef, memory: &Memory) -> Self {
-        let base = memory.view(store).data_ptr();
-        // SAFETY: the layout keeps the first page mapped and unused (null guard).
-        EpochWord(unsafe { base.add(EPOCH_ADDRESS as usize) } as *const AtomicU32)
-    }
-
-    pub fn publish(&self, log_len: usize) {
-        // SAFETY: see the type; 4-byte aligned, inside memory.
-        unsafe { (*self.0).store(log_len as u32, Ordering::Release) }
-    }
+/// The globals of one thread's host-call wrappers.
+pub struct Wrappers {
+    /// The wrappers' copy of `seen`, kept current by [`crate::catchup`].
+    pub seen: Global,
+    /// The address of the thread's state word.
+    pub state: Global,
 }
 
 /// Wraps every function of `imports` in generated wasm (see
-/// [`trampoline::host_call_wrappers`]) that catches up before the call and before returning
-/// to the caller: one atomic load and compare each way when nothing changed, no host frame
-/// added. Returns the wrappers' `seen` global, which [`catch_up`] keeps current.
+/// [`trampoline::host_call_wrappers`]) that catches up before the call, raises the thread's
+/// state word for the call's duration, and catches up again before returning to the caller:
+/// a few loads and stores when nothing changed, no host frame added.
 pub fn wrap_imports(
     store: &mut impl AsStoreMut,
     env: &FunctionEnv<DlState>,
     imports: &mut Imports,
     memory: &Memory,
-) -> Result<Global, Error> {
+) -> Result<Wrappers, Error> {
     let mut functions: Vec<(String, String, Function)> = imports
         .iter()
         .filter_map(|(ns, field, ext)| match ext {
@@ -203,7 +375,7 @@ pub fn wrap_imports(
     wrapped.define(
         "sync",
         "catch_up",
-        Function::new_typed_with_env(store, env, catch_up_from_wasm),
+        Function::new_typed_with_env(store, env, catchup::at_host_call),
     );
     for (index, (_, _, f)) in functions.iter().enumerate() {
         wrapped.define("f", &index.to_string(), f.clone());
@@ -219,24 +391,15 @@ pub fn wrap_imports(
             .map_err(|e| Error::Wasi(e.to_string()))?;
         imports.define(ns, field, wrapper.clone());
     }
-    instance
-        .exports
-        .get_global("seen")
-        .cloned()
-        .map_err(|e| Error::Wasi(e.to_string()))
-}
-
-/// `sync.catch_up`, called by the wrappers when the published log length is not theirs.
-fn catch_up_from_wasm(mut ctx: FunctionEnvMut<DlState>) -> Result<(), RuntimeError> {
-    catch_up(&mut ctx)
-        .map_err(|e| RuntimeError::new(format!("catching up with the linker: {e}")))?;
-    if let Some(loaded) = ctx.data().loaded.as_ref() {
-        if !loaded.busy {
-            let (global, seen) = (loaded.seen_global.clone(), loaded.seen);
-            global
-                .set(&mut ctx, Value::I32(seen as i32))
-                .map_err(|e| RuntimeError::new(e.to_string()))?;
-        }
-    }
-    Ok(())
+    let global = |name: &str| {
+        instance
+            .exports
+            .get_global(name)
+            .cloned()
+            .map_err(|e| Error::Wasi(e.to_string()))
+    };
+    Ok(Wrappers {
+        seen: global("seen")?,
+        state: global("state")?,
+    })
 }

@@ -20,12 +20,13 @@ use wasmer_wasix::wasmer_wasix_types::wasi::{Errno, ExitCode};
 use wasmer_wasix::wasmer_wasix_types::wasix::{ThreadStartType, WasiMemoryLayout};
 use wasmer_wasix::{WasiError, WasiFunctionEnv, WasiModuleInstanceHandles, WasiModuleTreeHandles};
 
+use crate::catchup;
 use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::linker::Linker;
 use crate::open::{lock, DlState, Loaded, ProcessState};
 use crate::run::{self, TRAP_EXIT_CODE};
-use crate::sync;
+use crate::sync::{self, ThreadSync};
 
 /// Byte offsets in WASIX's `ThreadStart` record (wasm32: sixteen u32).
 const STACK_UPPER: u32 = 0;
@@ -46,38 +47,6 @@ impl Start {
     fn argument(self) -> u32 {
         match self {
             Start::Record(ptr) | Start::Arg(ptr) => ptr,
-        }
-    }
-}
-
-/// The number of threads started and not yet ended, which the main thread can wait for.
-#[derive(Default)]
-pub struct Running {
-    count: std::sync::Mutex<usize>,
-    none_left: std::sync::Condvar,
-}
-
-impl Running {
-    fn started(&self) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    }
-
-    fn ended(&self) {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *count -= 1;
-        if *count == 0 {
-            self.none_left.notify_all();
-        }
-    }
-
-    /// Blocks until every thread started has ended.
-    pub fn wait_until_none(&self) {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        while *count > 0 {
-            count = self
-                .none_left
-                .wait(count)
-                .unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -172,6 +141,13 @@ fn spawn(ctx: &mut FunctionEnvMut<DlState>, start: Start) -> Result<u32, Errno> 
             Errno::Again
         })?;
     let tid = handle.tid().raw();
+    let me = process.threads.register(tid).ok_or_else(|| {
+        tracing::warn!(
+            "cannot create a thread: {} threads run already",
+            sync::MAX_THREADS
+        );
+        Errno::Again
+    })?;
     let mut env = parent.clone();
     env.thread = handle.as_thread();
     env.layout = layout;
@@ -181,12 +157,17 @@ fn spawn(ctx: &mut FunctionEnvMut<DlState>, start: Start) -> Result<u32, Errno> 
     // its blocks are allocated here, in the parent, and only initialised there.
     let blocks = match start {
         Start::Record(_) => Vec::new(),
-        Start::Arg(_) => allocate_tls_blocks(ctx)?,
+        Start::Arg(_) => match allocate_tls_blocks(ctx) {
+            Ok(blocks) => blocks,
+            Err(errno) => {
+                process.threads.remove(&me);
+                return Err(errno);
+            }
+        },
     };
 
-    process.threads.started();
     let running = process.clone();
-    let running_after_failure = process.clone();
+    let (failed, me_if_failed) = (process.clone(), me.clone());
     let spawned = std::thread::Builder::new()
         .name(format!("wasix-dl thread {tid}"))
         .spawn(move || {
@@ -195,7 +176,14 @@ fn spawn(ctx: &mut FunctionEnvMut<DlState>, start: Start) -> Result<u32, Errno> 
             let memory = shared.attach(&mut store);
             let func_env = WasiFunctionEnv::new(&mut store, env);
             let code = match prepare(
-                &mut store, &func_env, process, &linker, memory, start, blocks,
+                &mut store,
+                &func_env,
+                process,
+                &linker,
+                memory,
+                start,
+                blocks,
+                me.clone(),
             ) {
                 Ok((entry, dl_env)) => run_thread(&mut store, &dl_env, entry, tid, start),
                 Err(e) => {
@@ -211,16 +199,27 @@ fn spawn(ctx: &mut FunctionEnvMut<DlState>, start: Start) -> Result<u32, Errno> 
             func_env.on_exit(&mut store, None);
             handle.set_status_finished(Ok(Errno::Success.into()));
             drop(store);
-            running.threads.ended();
+            end(&running, &me);
         });
     match spawned {
         Ok(_) => Ok(tid),
         Err(e) => {
-            running_after_failure.threads.ended();
+            end(&failed, &me_if_failed);
             tracing::warn!("cannot start an OS thread: {e}");
             Err(Errno::Again)
         }
     }
+}
+
+/// Takes an ended thread out of the sync protocol; TLS blocks prepared for it and never used
+/// are freed by a live thread.
+fn end(process: &ProcessState, me: &ThreadSync) {
+    let unused = process.threads.remove(me);
+    process
+        .dead_tls_blocks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(unused);
 }
 
 /// A started thread's `wasi_thread_start` and the environment of its DL functions.
@@ -235,10 +234,18 @@ fn prepare(
     memory: wasmer::Memory,
     start: Start,
     blocks: Vec<(usize, u32)>,
+    me: Arc<ThreadSync>,
 ) -> Result<ThreadEntry, Error> {
     let dl_env = FunctionEnv::new(store, DlState::new(process, func_env));
-    let (wasi, seen_global) = run::thread_imports(store, func_env, &dl_env, &memory)?;
-    let mut group = InstanceGroup::new(store, memory.clone(), 0)?;
+    let (wasi, wrappers) = run::thread_imports(
+        store,
+        func_env,
+        &dl_env,
+        &memory,
+        sync::state_address(me.slot),
+    )?;
+    let catch_up = wasmer::Function::new_typed_with_env(store, &dl_env, catchup::at_check);
+    let mut group = InstanceGroup::new(store, memory.clone(), 0, catch_up)?;
     let (seen, published, builtin_dlclose, ids) = {
         let linker = lock(linker_arc);
         for &id in &linker.order {
@@ -252,7 +259,7 @@ fn prepare(
         )
     };
     if let Some(slot) = builtin_dlclose {
-        let function = crate::wasix::dlclose_function(store, &dl_env);
+        let function = run::builtin_dlclose(&wasi)?;
         let _ = group.table.set(store, slot, Value::FuncRef(Some(function)));
     }
     let main = group.instances[0].clone().expect("main is instantiated");
@@ -325,7 +332,7 @@ fn prepare(
             .copied()
             .filter(|&id| id != 0 && group.tls_base(store, id) == 0)
             .collect();
-        tls_blocks = sync::init_tls(store, linker_arc, &group, &rest)?;
+        tls_blocks = catchup::init_tls(store, linker_arc, &group, &rest)?;
     }
     for (id, block) in blocks {
         let Some(Some(instance)) = group.instances.get(id) else {
@@ -338,7 +345,7 @@ fn prepare(
             init.call(store, block as i32)
                 .map_err(|e| fail("__wasm_init_tls", e.message()))?;
         }
-        tls_blocks.push(block);
+        tls_blocks.push((id, block));
     }
     group.bind_tls_got(store)?;
 
@@ -357,15 +364,17 @@ fn prepare(
         .exports
         .get_typed_function::<(i32, i32), ()>(store, "wasi_thread_start")
         .map_err(|e| fail("wasi_thread_start", e.to_string()))?;
+    me.seen.store(seen, std::sync::atomic::Ordering::Release);
     dl_env.as_mut(store).loaded = Some(Loaded {
         linker: linker_arc.clone(),
         group,
         wasi,
-        seen,
+        thread: me,
         published,
         tls_blocks,
+        tls_deferred: Vec::new(),
         busy: false,
-        seen_global,
+        wrappers,
     });
     Ok((entry, dl_env))
 }
@@ -379,7 +388,27 @@ fn run_thread(
     tid: u32,
     start: Start,
 ) -> Option<i32> {
-    let result = entry.call(store, tid as i32, start.argument() as i32);
+    // Into wasm: the state word cleared first, then what was published meanwhile applied
+    // (see crate::sync on why in this order).
+    let entered = {
+        let mut ctx = dl_env.clone().into_mut(store);
+        let state = ctx.data();
+        let (process, thread) = (
+            state.process.clone(),
+            state.loaded.as_ref().map(|l| l.thread.clone()),
+        );
+        if let Some(thread) = &thread {
+            process.threads.enter_wasm(thread);
+        }
+        catchup::catch_up(&mut ctx).and_then(|()| catchup::start_seen(&mut ctx))
+    };
+    let result = match entered {
+        Ok(()) => entry.call(store, tid as i32, start.argument() as i32),
+        Err(e) => {
+            eprintln!("wasix-dl: thread {tid} cannot start: {e}");
+            return Some(TRAP_EXIT_CODE);
+        }
+    };
     // Its TLS blocks are freed by a live thread (this one's stack may be gone already).
     let state = dl_env.as_mut(store);
     if let Some(loaded) = state.loaded.as_mut() {
@@ -389,7 +418,7 @@ fn run_thread(
             .dead_tls_blocks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .extend(blocks);
+            .extend(blocks.into_iter().map(|(_, block)| block));
     }
     match result {
         Ok(()) => None,
@@ -440,7 +469,7 @@ fn allocate_tls_blocks(ctx: &mut FunctionEnvMut<DlState>) -> Result<Vec<(usize, 
         if size == 0 {
             continue;
         }
-        let block = sync::busy(ctx, |ctx| alloc.call(ctx, align.max(1) as i32, size as i32));
+        let block = catchup::busy(ctx, |ctx| alloc.call(ctx, align.max(1) as i32, size as i32));
         match block {
             Ok(block) if block != 0 => blocks.push((id, block as u32)),
             _ => {
@@ -467,6 +496,6 @@ pub fn free_dead_tls_blocks(ctx: &mut FunctionEnvMut<DlState>) {
     }
     if let Some(loaded) = ctx.data().loaded.as_ref() {
         let group = loaded.group.clone();
-        sync::busy(ctx, |ctx| crate::open::free_all(ctx, &group, &blocks));
+        catchup::busy(ctx, |ctx| crate::open::free_all(ctx, &group, &blocks));
     }
 }

@@ -35,11 +35,17 @@ fn val_types(ty: &FunctionType) -> Option<(Vec<ValType>, Vec<ValType>)> {
     Some((convert(ty.params())?, convert(ty.results())?))
 }
 
-/// A module that wraps host functions so that each catches up with the link log before it
-/// runs and before it returns (see [`crate::sync`]): it imports `env.memory`, `sync.catch_up`
-/// and the functions to wrap as `f.0`, `f.1`, ... (types `types`), and exports `w0`, `w1`, ...
-/// and the mutable global `seen`. A wrapper compares `seen` with the word the runtime
-/// publishes the log length in (at `epoch_address`), and calls `catch_up` when they differ.
+/// A module that wraps host functions for the sync protocol (see [`crate::sync`]): it
+/// imports `env.memory`, `sync.catch_up` and the functions to wrap as `f.0`, `f.1`, ...
+/// (types `types`), and exports `w0`, `w1`, ... and two mutable globals: `seen` (the thread's
+/// copy of the epoch) and `state` (the address of the thread's state word). A wrapper
+///
+/// 1. calls `catch_up` if the epoch word (at `epoch_address`) differs from `seen`;
+/// 2. raises the state word by one (a plain store: only this thread writes it);
+/// 3. calls the function;
+/// 4. restores the state word with `i32.atomic.store`, then loads the epoch with
+///    `i32.atomic.load` and calls `catch_up` if it moved — in that order, which is what lets a
+///    publisher skip threads in host calls.
 pub fn host_call_wrappers(types: &[FunctionType], epoch_address: u32) -> Option<Vec<u8>> {
     let mut type_section = TypeSection::new();
     let mut imports = ImportSection::new();
@@ -70,24 +76,30 @@ pub fn host_call_wrappers(types: &[FunctionType], epoch_address: u32) -> Option<
             EntityType::Function(index as u32 + 1),
         );
     }
-    globals.global(
-        wasm_encoder::GlobalType {
-            val_type: ValType::I32,
-            mutable: true,
-            shared: false,
-        },
-        &wasm_encoder::ConstExpr::i32_const(0),
-    );
-    exports.export("seen", ExportKind::Global, 0);
+    const SEEN: u32 = 0;
+    const STATE: u32 = 1;
+    for _ in [SEEN, STATE] {
+        globals.global(
+            wasm_encoder::GlobalType {
+                val_type: ValType::I32,
+                mutable: true,
+                shared: false,
+            },
+            &wasm_encoder::ConstExpr::i32_const(0),
+        );
+    }
+    exports.export("seen", ExportKind::Global, SEEN);
+    exports.export("state", ExportKind::Global, STATE);
+    let word = |offset: u64| wasm_encoder::MemArg {
+        offset,
+        align: 2,
+        target: wasm_encoder::MemArgTarget::Memory(0),
+        ordering: None,
+    };
     let catch_up_if_behind = |body: &mut Function| {
-        body.instruction(&Instruction::GlobalGet(0));
-        body.instruction(&Instruction::I32Const(epoch_address as i32));
-        body.instruction(&Instruction::I32AtomicLoad(wasm_encoder::MemArg {
-            offset: 0,
-            align: 2,
-            target: wasm_encoder::MemArgTarget::Memory(0),
-            ordering: None,
-        }));
+        body.instruction(&Instruction::GlobalGet(SEEN));
+        body.instruction(&Instruction::I32Const(0));
+        body.instruction(&Instruction::I32AtomicLoad(word(u64::from(epoch_address))));
         body.instruction(&Instruction::I32Ne);
         body.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
         body.instruction(&Instruction::Call(0));
@@ -101,13 +113,25 @@ pub fn host_call_wrappers(types: &[FunctionType], epoch_address: u32) -> Option<
             ExportKind::Func,
             imported + index as u32,
         );
-        let mut body = Function::new([]);
+        // One local after the parameters: the state word's value on entry.
+        let depth = ty.params().len() as u32;
+        let mut body = Function::new([(1, ValType::I32)]);
         catch_up_if_behind(&mut body);
-        for param in 0..ty.params().len() as u32 {
+        body.instruction(&Instruction::GlobalGet(STATE));
+        body.instruction(&Instruction::GlobalGet(STATE));
+        body.instruction(&Instruction::I32Load(word(0)));
+        body.instruction(&Instruction::LocalTee(depth));
+        body.instruction(&Instruction::I32Const(1));
+        body.instruction(&Instruction::I32Add);
+        body.instruction(&Instruction::I32Store(word(0)));
+        for param in 0..depth {
             body.instruction(&Instruction::LocalGet(param));
         }
         body.instruction(&Instruction::Call(index as u32 + 1));
-        // The results stay on the stack below the check.
+        // The results stay on the stack below the rest.
+        body.instruction(&Instruction::GlobalGet(STATE));
+        body.instruction(&Instruction::LocalGet(depth));
+        body.instruction(&Instruction::I32AtomicStore(word(0)));
         catch_up_if_behind(&mut body);
         body.instruction(&Instruction::End);
         code.function(&body);
