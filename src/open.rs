@@ -148,7 +148,9 @@ pub fn dlopen(
     if let Err(e) = rendezvous(ctx) {
         // Undone like a dlclose; the threads that were behind apply both.
         let _ = busy(ctx, |ctx| close_locked(ctx, handle));
-        return Err(e);
+        return Err(Error::Dl {
+            message: format!("{path}: {e}"),
+        });
     }
     Ok(handle)
 }

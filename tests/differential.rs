@@ -173,3 +173,31 @@ fn a_library_opened_by_a_thread_closed_by_main_and_replaced_while_the_thread_liv
 fn the_program_outlives_a_main_thread_that_calls_pthread_exit() {
     same_as_glibc("main_pthread_exit");
 }
+
+#[test]
+fn dlopen_returns_while_other_threads_block_in_read_poll_futex_and_sleep_or_spin() {
+    same_as_glibc("sync_blocked");
+}
+
+#[test]
+fn dlopen_returns_while_a_thread_is_blocked_reading_stdin() {
+    // wasmer's #6472: there, dlopen waits for the reader, which waits for input the test only
+    // writes once dlopen has returned.
+    let marker = "main: dlopen returned";
+    let limit = std::time::Duration::from_secs(60);
+    let native_dir = fixtures().join("native");
+    let mut native = Command::new(native_dir.join("sync_stdin"));
+    native.current_dir(&native_dir);
+    let native = output_after_marker(native, marker, b"hello\n", limit);
+    let mut wasm = wasix_dl();
+    wasm.args(["run", "--dir", ".", "sync_stdin.wasm"])
+        .current_dir(fixtures());
+    let wasm = output_after_marker(wasm, marker, b"hello\n", limit);
+    assert_eq!(stdout(&wasm), stdout(&native), "stderr: {}", stderr(&wasm));
+    assert_eq!(wasm.status.code(), native.status.code());
+}
+
+#[test]
+fn dlopen_dlclose_and_pthread_create_from_many_threads_at_once() {
+    same_as_glibc("sync_stress");
+}

@@ -261,7 +261,14 @@ fn load_errors_name_the_file_and_the_cause() {
 fn help_documents_every_flag() {
     let out = wasix_dl().args(["run", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--dir", "--env", "--cwd", "--stack-size"] {
+    for flag in [
+        "--dir",
+        "--env",
+        "--cwd",
+        "--stack-size",
+        "--sync-timeout",
+        "--no-epoch-checks",
+    ] {
         assert!(
             help.contains(flag),
             "`wasix-dl run --help` does not document {flag}:\n{help}"
@@ -378,4 +385,33 @@ fn wasi_threads_thread_spawn_gives_the_thread_every_library_with_its_own_thread_
     std::fs::write(dir.join("main.wasm"), wasm(WASI_THREADS_MAIN)).unwrap();
     let out = run_in(&dir, &["--dir", ".", "main.wasm"], b"");
     assert_eq!(out.status.code(), Some(11), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn without_epoch_checks_a_spinning_thread_makes_dlopen_fail_after_the_timeout_naming_it() {
+    // sync_blocked's spinner waits, without host calls, for a pointer main publishes after
+    // its dlopen. With epoch checks it answers at once (the differential test); without,
+    // dlopen gives up after the timeout and dlerror says which thread did not answer.
+    let out = run_in(
+        fixtures(),
+        &[
+            "--no-epoch-checks",
+            "--sync-timeout",
+            "0.5",
+            "--dir",
+            ".",
+            "sync_blocked.wasm",
+        ],
+        b"",
+    );
+    let printed = stdout(&out);
+    assert!(
+        printed.starts_with("dlopen: ")
+            && printed.contains("libmany_lib3.so: thread ")
+            && printed.contains("did not catch up within 500ms")
+            && printed.contains("without epoch checks"),
+        "stdout: {printed}\nstderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(1));
 }

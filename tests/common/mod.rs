@@ -90,3 +90,62 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Runs `cmd`, waits until its stdout has printed a line starting with `marker` (stdin held
+/// open meanwhile), then writes `input` to its stdin and closes it. Returns everything it
+/// printed and its status; a run longer than `limit` is killed and fails the test.
+pub fn output_after_marker(mut cmd: Command, marker: &str, input: &[u8], limit: Duration) -> Output {
+    use std::io::{BufRead, Read, Write};
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let pid = child.id();
+    let (mut stdin, stdout, mut stderr) = (
+        child.stdin.take().unwrap(),
+        child.stdout.take().unwrap(),
+        child.stderr.take().unwrap(),
+    );
+    let (marked, seen_marker) = std::sync::mpsc::channel();
+    let wanted = marker.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut printed = Vec::new();
+        let mut lines = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        while lines.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.starts_with(&wanted) {
+                let _ = marked.send(());
+            }
+            printed.extend_from_slice(line.as_bytes());
+            line.clear();
+        }
+        printed
+    });
+    let errors = std::thread::spawn(move || {
+        let mut printed = Vec::new();
+        let _ = stderr.read_to_end(&mut printed);
+        printed
+    });
+    let kill = |why: &str| -> ! {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("{cmd:?}: {why}: killed");
+    };
+    if seen_marker.recv_timeout(limit).is_err() {
+        kill(&format!("no line starting with {marker:?} within {limit:?}"));
+    }
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait()));
+    let status = match finished.recv_timeout(limit) {
+        Ok(status) => status.expect("wait for the child"),
+        Err(_) => kill(&format!("did not finish within {limit:?}")),
+    };
+    Output {
+        status,
+        stdout: reader.join().unwrap(),
+        stderr: errors.join().unwrap(),
+    }
+}
