@@ -308,6 +308,13 @@ fn compile_main(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> Resul
     Ok(())
 }
 
+/// What the main thread's modules get besides each other: WASI/WASIX with ours, and the
+/// function for its catch-up slot.
+pub struct ThreadImports {
+    pub wasi: Imports,
+    pub catch_up: wasmer::Function,
+}
+
 /// Loads `main` and, breadth-first, every library it needs; lays them out; creates the first
 /// instance group and instantiates every module in it with all imports and GOT entries bound.
 /// Relocations and constructors are left to [`crate::init`].
@@ -318,8 +325,7 @@ pub fn start<S: AsStoreMut>(
     main_bytes: &[u8],
     search: &SearchEnv,
     stack_size: u32,
-    catch_up: wasmer::Function,
-    wasi: impl FnOnce(&mut S, &Memory) -> Result<Imports, Error>,
+    thread: impl FnOnce(&mut S, &Memory) -> Result<ThreadImports, Error>,
 ) -> Result<(Linker, InstanceGroup, Imports), Error> {
     let mut modules = vec![main];
     load::load_needed(
@@ -359,6 +365,7 @@ pub fn start<S: AsStoreMut>(
         module: modules[0].name.clone(),
         reason: format!("cannot create a memory of {pages} pages: {e}"),
     })?;
+    let ThreadImports { wasi, catch_up } = thread(store, &memory)?;
     let mut group = InstanceGroup::new(store, memory, layout.stack_high, catch_up)?;
 
     for (module, region) in modules.iter().zip(&layout.regions) {
@@ -398,7 +405,6 @@ pub fn start<S: AsStoreMut>(
     for id in std::iter::once(0).chain((1..count).rev()) {
         plan::plan(&mut linker, id, &scope)?;
     }
-    let wasi = wasi(store, &group.memory)?;
     for id in linker.order.clone() {
         group.instantiate(store, &linker, id, &wasi)?;
     }

@@ -8,16 +8,22 @@
 //!   instantiated become `call_indirect` through the callee's table slot, so they cost one
 //!   indirect call instead of an import call into a trampoline plus an indirect call.
 //!
-//! * with epoch checks (the default), every loop header and the entry of every function that
-//!   calls get the check of the sync protocol (see [`crate::sync`]):
+//! * with epoch checks (the default), every loop header, and the entry of every function that
+//!   is part of a cycle of direct calls, get the check of the sync protocol (see
+//!   [`crate::sync`]):
 //!   ```text
-//!   i32.const 0  i32.load offset=EPOCH_ADDRESS  global.get $seen  i32.ne
-//!   if  i32.const CATCH_UP_SLOT  call_indirect (type $void)  end
+//!   i32.const 0  i32.load offset=EPOCH_ADDRESS  local.get $seen  i32.ne
+//!   if  i32.const CATCH_UP_SLOT  call_indirect (type $void)
+//!       global.get $seen  local.set $seen  end
 //!   ```
-//!   where `$seen` is a mutable global added at the end of the module's globals and exported
-//!   as [`CHECK_GLOBAL`], and `$void` a `[] -> []` type added at the end of its types. A loop
-//!   or a recursion without host calls thus answers a `dlopen` in another thread within one
-//!   iteration; a function without calls and loops ends soon anyway.
+//!   where global `$seen` is added at the end of the module's globals and exported as
+//!   [`CHECK_GLOBAL`] (the runtime keeps it current), local `$seen` is the function's copy of
+//!   it (a register in the loop, not a global load), and `$void` a `[] -> []` type added at the
+//!   end of its types. Code that runs long without host calls must loop or recurse, so a
+//!   thread running it answers a `dlopen` in another thread within one iteration. Recursion
+//!   only through function pointers, without any loop, is not checked: checking every
+//!   function that calls through a pointer doubled the cost on CPython (measured in
+//!   `benches/sync.rs`); such a thread answers at its next host call or the sync timeout.
 //!
 //! Nothing moves (new entities are appended after the existing ones), so exports, element
 //! segments and dylink.0 stay as they were. The result is compiled through the module cache.
@@ -39,7 +45,7 @@ pub const CHECK_GLOBAL: &str = "__wasix_dl_seen";
 /// What identifies this rewrite in the module cache, besides the module and its calls.
 pub fn identity(epoch_checks: bool) -> Vec<u8> {
     format!(
-        "link form v2, table capacity {TABLE_CAPACITY}, epoch checks {epoch_checks} \
+        "link form v3, table capacity {TABLE_CAPACITY}, epoch checks {epoch_checks} \
          (epoch at {EPOCH_ADDRESS}, catch-up slot {CATCH_UP_SLOT})"
     )
     .into_bytes()
@@ -56,6 +62,10 @@ struct Checks {
 #[derive(Default)]
 struct Shape {
     types: u32,
+    /// Parameter count of each type (0 for non-function types).
+    type_params: Vec<u32>,
+    /// Every function the module defines, in order.
+    functions: Vec<FunctionShape>,
     globals: u32,
     imports_memory: bool,
     has_globals: bool,
@@ -65,11 +75,29 @@ struct Shape {
 impl Shape {
     fn of(bytes: &[u8]) -> Result<Shape, wasmparser::BinaryReaderError> {
         let mut shape = Shape::default();
+        let (mut imported_functions, mut code_entries) = (0u32, 0usize);
+        let mut callees: Vec<Vec<usize>> = Vec::new();
         for payload in Parser::new(0).parse_all(bytes) {
             match payload? {
                 Payload::TypeSection(types) => {
                     for group in types {
-                        shape.types += group?.types().len() as u32;
+                        for ty in group?.types() {
+                            let params = match &ty.composite_type.inner {
+                                wasmparser::CompositeInnerType::Func(f) => f.params().len(),
+                                _ => 0,
+                            };
+                            shape.type_params.push(params as u32);
+                        }
+                    }
+                    shape.types = shape.type_params.len() as u32;
+                }
+                Payload::FunctionSection(functions) => {
+                    for ty in functions {
+                        let params = shape.type_params.get(ty? as usize).copied();
+                        shape.functions.push(FunctionShape {
+                            params: params.unwrap_or(0),
+                            ..Default::default()
+                        });
                     }
                 }
                 Payload::ImportSection(imports) => {
@@ -77,9 +105,32 @@ impl Shape {
                         match import?.ty {
                             TypeRef::Global(_) => shape.globals += 1,
                             TypeRef::Memory(_) => shape.imports_memory = true,
+                            TypeRef::Func(_) | TypeRef::FuncExact(_) => imported_functions += 1,
                             _ => {}
                         }
                     }
+                }
+                Payload::CodeSectionEntry(body) => {
+                    let mut reader = body.get_operators_reader()?;
+                    let (mut loops, mut calls) = (false, Vec::new());
+                    while !reader.eof() {
+                        match reader.read()? {
+                            Operator::Loop { .. } => loops = true,
+                            Operator::Call { function_index }
+                            | Operator::ReturnCall { function_index } => {
+                                if let Some(callee) = function_index.checked_sub(imported_functions)
+                                {
+                                    calls.push(callee as usize);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Some(function) = shape.functions.get_mut(code_entries) {
+                        function.loops = loops;
+                    }
+                    callees.push(calls);
+                    code_entries += 1;
                 }
                 Payload::GlobalSection(globals) => {
                     shape.globals += globals.count();
@@ -89,14 +140,90 @@ impl Shape {
                 _ => {}
             }
         }
+        for id in recursive(&callees) {
+            if let Some(function) = shape.functions.get_mut(id) {
+                function.recursive = true;
+            }
+        }
         Ok(shape)
     }
+}
+
+/// What the checks need to know about one function.
+#[derive(Default, Clone, Copy)]
+struct FunctionShape {
+    params: u32,
+    /// It has a loop (each gets a check at its header).
+    loops: bool,
+    /// It is part of a cycle of direct calls (it gets a check at its entry).
+    recursive: bool,
+}
+
+/// The functions that lie on a cycle of the direct call graph `callees` (Tarjan's strongly
+/// connected components, without recursion: CPython's call graph is deep).
+fn recursive(callees: &[Vec<usize>]) -> Vec<usize> {
+    let n = callees.len();
+    let (mut index, mut low) = (vec![usize::MAX; n], vec![0; n]);
+    let (mut on_stack, mut stack, mut out) = (vec![false; n], Vec::new(), Vec::new());
+    let mut next = 0;
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        // (function, position in its callee list)
+        let mut work = vec![(root, 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (f, ref mut pos)) = work.last_mut() {
+            if let Some(&g) = callees[f].get(*pos) {
+                *pos += 1;
+                if g >= n {
+                    continue;
+                }
+                if index[g] == usize::MAX {
+                    index[g] = next;
+                    low[g] = next;
+                    next += 1;
+                    stack.push(g);
+                    on_stack[g] = true;
+                    work.push((g, 0));
+                } else if on_stack[g] {
+                    low[f] = low[f].min(index[g]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[f]);
+            }
+            if low[f] == index[f] {
+                let mut component = Vec::new();
+                while let Some(g) = stack.pop() {
+                    on_stack[g] = false;
+                    component.push(g);
+                    if g == f {
+                        break;
+                    }
+                }
+                if component.len() > 1 || callees[f].contains(&f) {
+                    out.extend(component);
+                }
+            }
+        }
+    }
+    out
 }
 
 struct Rewriter<'a> {
     calls: &'a DirectCalls,
     in_imports: bool,
     checks: Option<Checks>,
+    /// The defined functions, in order, and the next one's position.
+    functions: Vec<FunctionShape>,
+    next_function: usize,
     /// Whether the global and its export still have to be written (the module has no
     /// section of that kind to append them to).
     global_pending: bool,
@@ -120,8 +247,9 @@ impl Rewriter<'_> {
     }
 }
 
-/// Emits the epoch check (see the module documentation).
-fn check(f: &mut wasm_encoder::Function, checks: Checks) {
+/// Emits the epoch check (see the module documentation), comparing the epoch with `seen`'s
+/// copy in local `local`, refreshed after a catch-up.
+fn check(f: &mut wasm_encoder::Function, checks: Checks, local: u32) {
     f.instruction(&Instruction::I32Const(0));
     f.instruction(&Instruction::I32Load(MemArg {
         offset: u64::from(EPOCH_ADDRESS),
@@ -129,7 +257,7 @@ fn check(f: &mut wasm_encoder::Function, checks: Checks) {
         target: wasm_encoder::MemArgTarget::Memory(0),
         ordering: None,
     }));
-    f.instruction(&Instruction::GlobalGet(checks.seen_global));
+    f.instruction(&Instruction::LocalGet(local));
     f.instruction(&Instruction::I32Ne);
     f.instruction(&Instruction::If(BlockType::Empty));
     f.instruction(&Instruction::I32Const(CATCH_UP_SLOT as i32));
@@ -137,19 +265,9 @@ fn check(f: &mut wasm_encoder::Function, checks: Checks) {
         type_index: checks.void_type,
         table_index: 0,
     });
+    f.instruction(&Instruction::GlobalGet(checks.seen_global));
+    f.instruction(&Instruction::LocalSet(local));
     f.instruction(&Instruction::End);
-}
-
-fn is_call(op: &Operator) -> bool {
-    matches!(
-        op,
-        Operator::Call { .. }
-            | Operator::CallIndirect { .. }
-            | Operator::CallRef { .. }
-            | Operator::ReturnCall { .. }
-            | Operator::ReturnCallIndirect { .. }
-            | Operator::ReturnCallRef { .. }
-    )
 }
 
 impl Reencode for Rewriter<'_> {
@@ -253,23 +371,38 @@ impl Reencode for Rewriter<'_> {
         code: &mut CodeSection,
         func: wasmparser::FunctionBody<'_>,
     ) -> Result<(), ReencodeError<Self::Error>> {
-        let mut f = self.new_function_with_parsed_locals(&func)?;
-        if let Some(checks) = self.checks {
-            let mut reader = func.get_operators_reader()?;
-            let mut calls = false;
-            while !reader.eof() && !calls {
-                calls = is_call(&reader.read()?);
-            }
-            if calls {
-                check(&mut f, checks);
+        let shape = self
+            .functions
+            .get(self.next_function)
+            .copied()
+            .unwrap_or_default();
+        self.next_function += 1;
+        let checks = self.checks.filter(|_| shape.loops || shape.recursive);
+        // The function's locals, plus its copy of `seen` when it gets checks.
+        let mut locals = Vec::new();
+        let mut local = shape.params;
+        for entry in func.get_locals_reader()? {
+            let (count, ty) = entry?;
+            locals.push((count, self.val_type(ty)?));
+            local = local.saturating_add(count);
+        }
+        if checks.is_some() {
+            locals.push((1, ValType::I32));
+        }
+        let mut f = wasm_encoder::Function::new(locals);
+        if let Some(checks) = checks {
+            f.instruction(&Instruction::GlobalGet(checks.seen_global));
+            f.instruction(&Instruction::LocalSet(local));
+            if shape.recursive {
+                check(&mut f, checks, local);
             }
         }
         let mut reader = func.get_operators_reader()?;
         while !reader.eof() {
             let op = reader.read()?;
-            if let (Operator::Loop { .. }, Some(checks)) = (&op, self.checks) {
+            if let (Operator::Loop { .. }, Some(checks)) = (&op, checks) {
                 f.instruction(&self.instruction(op)?);
-                check(&mut f, checks);
+                check(&mut f, checks, local);
                 continue;
             }
             if let Operator::Call { function_index } = op {
@@ -304,10 +437,93 @@ pub fn link_form(bytes: &[u8], calls: &DirectCalls, epoch_checks: bool) -> Resul
         calls,
         in_imports: false,
         checks,
+        functions: shape.functions,
+        next_function: 0,
         global_pending: checks.is_some() && !shape.has_globals,
         export_pending: checks.is_some() && !shape.has_exports,
     }
     .parse_core_module(&mut module, Parser::new(0), bytes)
     .map_err(|e| e.to_string())?;
     Ok(module.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions_on_call_cycles_are_found() {
+        // 0 <-> 1, 2 -> 2, 3 -> 0, 4 -> 5 (no cycle), 5 leaf.
+        let callees = vec![vec![1], vec![0], vec![2], vec![0], vec![5], vec![]];
+        let mut found = recursive(&callees);
+        found.sort_unstable();
+        assert_eq!(found, vec![0, 1, 2]);
+    }
+
+    /// Each function's `call_indirect`s through the catch-up slot's `[] -> []` type.
+    fn checks_per_function(bytes: &[u8]) -> Vec<usize> {
+        let shape = Shape::of(bytes).unwrap();
+        let void = shape.types - 1;
+        let mut counts = Vec::new();
+        for payload in Parser::new(0).parse_all(bytes) {
+            if let Payload::CodeSectionEntry(body) = payload.unwrap() {
+                let mut reader = body.get_operators_reader().unwrap();
+                let mut n = 0;
+                while !reader.eof() {
+                    if let Operator::CallIndirect { type_index, .. } = reader.read().unwrap() {
+                        n += usize::from(type_index == void);
+                    }
+                }
+                counts.push(n);
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn loops_and_recursive_functions_get_epoch_checks_and_the_module_stays_valid() {
+        let wat = r#"(module
+          (import "env" "memory" (memory 1 65536 shared))
+          (import "env" "__indirect_function_table" (table 0 funcref))
+          (func $spin (param i32)
+            (loop $l (br_if $l (i32.atomic.load (local.get 0)))))
+          (func $fib (param i32) (result i32)
+            (if (result i32) (i32.lt_u (local.get 0) (i32.const 2))
+              (then (local.get 0))
+              (else (i32.add (call $fib (i32.sub (local.get 0) (i32.const 1)))
+                             (call $fib (i32.sub (local.get 0) (i32.const 2)))))))
+          (func $leaf (result i32) (call $fib (i32.const 3)))
+          (export "fib" (func $fib)))"#;
+        let bytes = wasmer::wat2wasm(wat.as_bytes()).unwrap();
+        let linked = link_form(&bytes, &DirectCalls::new(), true).unwrap();
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+            .validate_all(&linked)
+            .expect("the rewritten module validates");
+        // One check in the loop, one at fib's entry, none in the function that only calls.
+        assert_eq!(checks_per_function(&linked), vec![1, 1, 0]);
+        let exported = Parser::new(0).parse_all(&linked).any(|p| match p.unwrap() {
+            Payload::ExportSection(exports) => {
+                exports.into_iter().any(|e| e.unwrap().name == CHECK_GLOBAL)
+            }
+            _ => false,
+        });
+        assert!(exported, "{CHECK_GLOBAL} is exported");
+        // Without checks only the table import changes.
+        let plain = link_form(&bytes, &DirectCalls::new(), false).unwrap();
+        assert_eq!(checks_per_function(&plain), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn a_module_without_globals_or_exports_gets_both_sections() {
+        let wat = r#"(module
+          (import "env" "memory" (memory 1 65536 shared))
+          (import "env" "__indirect_function_table" (table 0 funcref))
+          (func (loop $l (br $l))))"#;
+        let bytes = wasmer::wat2wasm(wat.as_bytes()).unwrap();
+        let linked = link_form(&bytes, &DirectCalls::new(), true).unwrap();
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+            .validate_all(&linked)
+            .expect("the rewritten module validates");
+        assert_eq!(checks_per_function(&linked), vec![1]);
+    }
 }

@@ -215,7 +215,6 @@ fn instantiate_main(
     };
     let mut wrappers = None;
     let mut thread = None;
-    let catch_up = Function::new_typed_with_env(store, &dl_env, catchup::at_check);
     let (mut linker, group, wasi_imports) = linker::start(
         store,
         compiler,
@@ -223,7 +222,6 @@ fn instantiate_main(
         main_bytes,
         &search,
         config.stack_size,
-        catch_up,
         |store, memory| {
             process
                 .threads
@@ -241,7 +239,10 @@ fn instantiate_main(
             )?;
             wrappers = Some(globals);
             thread = Some(me);
-            Ok(imports)
+            Ok(linker::ThreadImports {
+                wasi: imports,
+                catch_up: Function::new_typed_with_env(store, &dl_env, catchup::at_check),
+            })
         },
     )?;
     let (wrappers, thread) = (

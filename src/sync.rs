@@ -14,10 +14,11 @@
 //!   in and restore it on the way out; the runtime sets it while a thread starts or after it
 //!   ended. `0` means the thread is running wasm.
 //! * **`seen`** per thread ([`ThreadSync::seen`]): how much of the log its group has applied.
-//! * **Epoch checks**: one load of the epoch word and a compare with the module's copy of
-//!   `seen`, at every loop header and at the entry of every function that calls, compiled into
-//!   each module by the load-time rewrite ([`crate::rewrite`]); when they differ, the thread
-//!   calls its catch-up function through table slot [`crate::layout::CATCH_UP_SLOT`].
+//! * **Epoch checks**: one load of the epoch word and a compare with the function's copy of
+//!   `seen`, at every loop header and at the entry of every function on a cycle of direct
+//!   calls, compiled into each module by the load-time rewrite ([`crate::rewrite`]); when they
+//!   differ, the thread calls its catch-up function through table slot
+//!   [`crate::layout::CATCH_UP_SLOT`].
 //!
 //! # A thread's states
 //!

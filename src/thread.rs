@@ -175,16 +175,12 @@ fn spawn(ctx: &mut FunctionEnvMut<DlState>, start: Start) -> Result<u32, Errno> 
             let mut store = Store::new(engine);
             let memory = shared.attach(&mut store);
             let func_env = WasiFunctionEnv::new(&mut store, env);
-            let code = match prepare(
-                &mut store,
-                &func_env,
-                process,
-                &linker,
-                memory,
+            let new = NewThread {
                 start,
                 blocks,
-                me.clone(),
-            ) {
+                me: me.clone(),
+            };
+            let code = match prepare(&mut store, &func_env, process, &linker, memory, new) {
                 Ok((entry, dl_env)) => run_thread(&mut store, &dl_env, entry, tid, start),
                 Err(e) => {
                     eprintln!("wasix-dl: cannot start thread {tid}: {e}");
@@ -222,6 +218,14 @@ fn end(process: &ProcessState, me: &ThreadSync) {
         .extend(unused);
 }
 
+/// What a new thread starts from: how it was asked for, the TLS blocks its parent allocated
+/// for it (wasi-threads), and its place in the sync protocol.
+struct NewThread {
+    start: Start,
+    blocks: Vec<(usize, u32)>,
+    me: Arc<ThreadSync>,
+}
+
 /// A started thread's `wasi_thread_start` and the environment of its DL functions.
 type ThreadEntry = (wasmer::TypedFunction<(i32, i32), ()>, FunctionEnv<DlState>);
 
@@ -232,10 +236,9 @@ fn prepare(
     process: Arc<ProcessState>,
     linker_arc: &Arc<std::sync::Mutex<Linker>>,
     memory: wasmer::Memory,
-    start: Start,
-    blocks: Vec<(usize, u32)>,
-    me: Arc<ThreadSync>,
+    new: NewThread,
 ) -> Result<ThreadEntry, Error> {
+    let NewThread { start, blocks, me } = new;
     let dl_env = FunctionEnv::new(store, DlState::new(process, func_env));
     let (wasi, wrappers) = run::thread_imports(
         store,

@@ -430,3 +430,27 @@ fn c_extensions_loaded_by_one_thread_are_used_by_others() {
     ));
     assert!(out.ends_with("all 7 checks passed\n"), "{out}");
 }
+
+#[test]
+fn imports_return_while_a_thread_blocks_on_stdin_and_the_reader_then_uses_them() {
+    // wasmer's #6472: there `import` hangs while another thread reads stdin. The line the
+    // reader waits for is written only after the main thread says its imports returned.
+    extensions();
+    let mut cmd = Command::new(root().join("python-demo/run-python"));
+    cmd.args(["python-demo/threads_rendezvous.py", "stdin"])
+        .current_dir(root())
+        .env("WASIX_DL", env!("CARGO_BIN_EXE_wasix-dl"));
+    let out = output_after_marker(cmd, "main: imported", b"hello\n", Duration::from_secs(300));
+    let printed = success(&out);
+    assert!(printed.ends_with("all 2 checks passed\n"), "{printed}");
+}
+
+#[test]
+fn imports_while_a_thread_sleeps_and_in_a_worker_while_main_computes() {
+    let out = success(&run_python_in(
+        root(),
+        "",
+        &["python-demo/threads_rendezvous.py", "others"],
+    ));
+    assert!(out.ends_with("all 4 checks passed\n"), "{out}");
+}

@@ -94,7 +94,12 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Runs `cmd`, waits until its stdout has printed a line starting with `marker` (stdin held
 /// open meanwhile), then writes `input` to its stdin and closes it. Returns everything it
 /// printed and its status; a run longer than `limit` is killed and fails the test.
-pub fn output_after_marker(mut cmd: Command, marker: &str, input: &[u8], limit: Duration) -> Output {
+pub fn output_after_marker(
+    mut cmd: Command,
+    marker: &str,
+    input: &[u8],
+    limit: Duration,
+) -> Output {
     use std::io::{BufRead, Read, Write};
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -133,7 +138,9 @@ pub fn output_after_marker(mut cmd: Command, marker: &str, input: &[u8], limit: 
         panic!("{cmd:?}: {why}: killed");
     };
     if seen_marker.recv_timeout(limit).is_err() {
-        kill(&format!("no line starting with {marker:?} within {limit:?}"));
+        kill(&format!(
+            "no line starting with {marker:?} within {limit:?}"
+        ));
     }
     stdin.write_all(input).unwrap();
     drop(stdin);
