@@ -52,6 +52,15 @@ pub fn busy<T>(
 /// Brings this thread's instance group up to date with the log (from host code, where any
 /// guest code may run).
 pub fn catch_up(ctx: &mut FunctionEnvMut<DlState>) -> Result<(), Error> {
+    let Some(loaded) = ctx.data().loaded.as_ref() else {
+        return Ok(());
+    };
+    let current = loaded.published.load(Ordering::Acquire)
+        == loaded.thread.seen.load(Ordering::Relaxed)
+        && loaded.tls_deferred.is_empty();
+    if current {
+        return Ok(()); // the common case: one load and a compare
+    }
     catch_up_at(ctx, Point::HostCall)
 }
 

@@ -547,9 +547,13 @@ pub fn free_all(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, alloca
 /// function, an address for data (this thread's copy for TLS).
 pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<u32, Error> {
     catchup::catch_up(ctx)?;
+    let published = ctx.data().loaded.as_ref().map(|l| l.published.clone());
+    let before = published.as_ref().map(|p| p.load(Ordering::Acquire));
     let value = lookup(ctx, handle, name)?;
     // A function's new slot is a change every thread must see before the pointer escapes.
-    rendezvous(ctx)?;
+    if published.map(|p| p.load(Ordering::Acquire)) != before {
+        rendezvous(ctx)?;
+    }
     Ok(value)
 }
 

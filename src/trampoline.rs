@@ -43,10 +43,15 @@ fn val_types(ty: &FunctionType) -> Option<(Vec<ValType>, Vec<ValType>)> {
 /// 1. calls `catch_up` if the epoch word (at `epoch_address`) differs from `seen`;
 /// 2. raises the state word by one (a plain store: only this thread writes it);
 /// 3. calls the function;
-/// 4. restores the state word with `i32.atomic.store`, then loads the epoch with
+/// 4. restores the state word (with `i32.atomic.store` if `fence`, else a plain store whose
+///    ordering the publisher's `membarrier` provides), then loads the epoch with
 ///    `i32.atomic.load` and calls `catch_up` if it moved — in that order, which is what lets a
 ///    publisher skip threads in host calls.
-pub fn host_call_wrappers(types: &[FunctionType], epoch_address: u32) -> Option<Vec<u8>> {
+pub fn host_call_wrappers(
+    types: &[FunctionType],
+    epoch_address: u32,
+    fence: bool,
+) -> Option<Vec<u8>> {
     let mut type_section = TypeSection::new();
     let mut imports = ImportSection::new();
     let mut functions = FunctionSection::new();
@@ -131,7 +136,11 @@ pub fn host_call_wrappers(types: &[FunctionType], epoch_address: u32) -> Option<
         // The results stay on the stack below the rest.
         body.instruction(&Instruction::GlobalGet(STATE));
         body.instruction(&Instruction::LocalGet(depth));
-        body.instruction(&Instruction::I32AtomicStore(word(0)));
+        body.instruction(&if fence {
+            Instruction::I32AtomicStore(word(0))
+        } else {
+            Instruction::I32Store(word(0))
+        });
         catch_up_if_behind(&mut body);
         body.instruction(&Instruction::End);
         code.function(&body);
