@@ -13,7 +13,8 @@
 //! what each import is bound to: providers, table slots, GOT values, `trampoline` stubs) →
 //! `group` (instantiating plans in one thread's instance group) → `init` (relocations,
 //! constructors). `linker` holds the process-wide state and the start-up sequence, `open` is
-//! dlopen/dlsym/dlclose at run time, `sync` how other threads catch up with them, `thread`
+//! dlopen/dlsym/dlclose at run time, `sync` the protocol that makes them reach every thread
+//! and `catchup` a thread applying them, `thread`
 //! thread creation, `wasix` the host functions of the DL ABI, `poll` WASI's meaning of a zero
 //! `poll_oneoff` timeout, `fs` the guest's file system, `run` one program run, `tools` ldd and
 //! inspect, `error` what can go wrong.
@@ -21,22 +22,25 @@
 //! # Locks, in the order they are taken
 //!
 //! 1. `ProcessState::load_lock` (re-entrant): held for a whole `dlopen` or `dlclose`, guest
-//!    allocation, constructors and destructors included, like glibc's `dl_load_lock`; a
-//!    constructor that calls `dlopen` takes it again on the same thread.
+//!    allocation, constructors, destructors and the wait for other threads (the rendezvous)
+//!    included, like glibc's `dl_load_lock`; a constructor that calls `dlopen` takes it again
+//!    on the same thread. Catching up never takes it, so a thread the rendezvous waits for
+//!    never waits for the load lock.
 //! 2. `Mutex<Linker>`: the process-wide link state (modules, plans, regions, scopes, table
 //!    slots, handles, the log). Held only for short stretches of host work: planning,
 //!    instantiating (the only guest code then is modules' start functions, which initialise
 //!    memory and call nothing), catching up. Never held while guest code that can make host
-//!    calls runs.
-//! 3. `ProcessState::cwd`, `ProcessState::dead_tls_blocks` and the count of running threads
-//!    (`thread::Running`): leaf locks, nothing is taken while they are held.
+//!    calls runs, nor during the rendezvous.
+//! 3. Leaf locks, nothing is taken while they are held: `ProcessState::cwd`,
+//!    `ProcessState::dead_tls_blocks`, the thread registry of the sync protocol
+//!    (`sync::Threads`) and each thread's prepared TLS blocks (`ThreadSync::prepared_tls`).
 //!
 //! wasmer-wasix's own locks (its process, thread and futex tables) are taken inside its host
 //! functions and when a thread is registered with its process; none of ours is held then.
 //!
 //! A thread running the linker (loading, unloading, catching up, starting) is marked busy:
 //! host calls made by the guest code it runs do not catch up, so catching up never re-enters
-//! itself.
+//! itself. The atomics of the sync protocol and their orderings are documented in `sync`.
 //!
 //! # Embedding
 //!
