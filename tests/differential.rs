@@ -180,6 +180,23 @@ fn dlopen_returns_while_other_threads_block_in_read_poll_futex_and_sleep_or_spin
 }
 
 #[test]
+fn the_same_with_the_fenced_host_call_wrappers_of_systems_without_membarrier() {
+    let native_dir = fixtures().join("native");
+    for name in ["sync_blocked", "sync_stress"] {
+        let native = Command::new(native_dir.join(name))
+            .current_dir(&native_dir)
+            .output()
+            .unwrap();
+        let mut wasm = wasix_dl();
+        wasm.args(["run", "--dir", ".", &format!("{name}.wasm")])
+            .current_dir(fixtures())
+            .env("WASIX_DL_NO_MEMBARRIER", "1");
+        let wasm = output_within(wasm, b"", std::time::Duration::from_secs(120));
+        assert_eq!(stdout(&wasm), stdout(&native), "{name}: {}", stderr(&wasm));
+    }
+}
+
+#[test]
 fn dlopen_returns_while_a_thread_is_blocked_reading_stdin() {
     // wasmer's #6472: there, dlopen waits for the reader, which waits for input the test only
     // writes once dlopen has returned.
