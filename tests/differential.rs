@@ -218,3 +218,8 @@ fn dlopen_returns_while_a_thread_is_blocked_reading_stdin() {
 fn dlopen_dlclose_and_pthread_create_from_many_threads_at_once() {
     same_as_glibc("sync_stress");
 }
+
+#[test]
+fn dup_dup2_dup3_and_fcntl_dupfd() {
+    same_as_glibc("fd_dup");
+}

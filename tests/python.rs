@@ -249,6 +249,38 @@ fn extensions_that_cannot_load_raise_import_error_with_the_linkers_message() {
     );
 }
 
+#[test]
+fn os_dup_and_dup2_redirect_stdout_and_back() {
+    // The libc's dup, dup2, dup3 and fcntl(F_DUPFD_CLOEXEC) (toolchain/sysroot-src/dup.c and
+    // fcntl.c): os.dup uses F_DUPFD_CLOEXEC, os.dup2 dup2, os.dup2(inheritable=False) dup3.
+    // Stdout is redirected to a pipe and back with dup and dup2, as descriptor-level capture
+    // (pytest's default) does; the results are printed once stdout is restored.
+    let out = success(&run_python(&[
+        "-c",
+        "import errno, os, sys\n\
+         sys.stdout.flush()\n\
+         saved = os.dup(1)\n\
+         os.write(saved, b'written to os.dup(1)\\n')\n\
+         r, w = os.pipe()\n\
+         results = [saved > 2, os.dup2(w, 1)]\n\
+         os.write(1, b'captured from fd 1')\n\
+         os.close(w)\n\
+         results.append(os.dup2(saved, 1, inheritable=False))\n\
+         os.close(saved)\n\
+         results.append(os.read(r, 100))\n\
+         os.close(r)\n\
+         try:\n\
+         \x20   os.dup2(saved, 10)\n\
+         except OSError as e:\n\
+         \x20   results.append(errno.errorcode[e.errno])\n\
+         print(results)",
+    ]));
+    assert_eq!(
+        out,
+        "written to os.dup(1)\n[True, 1, 1, b'captured from fd 1', 'EBADF']\n"
+    );
+}
+
 /// Why a CPython regression test may be skipped here: the WASI platform (no processes, so no
 /// fork, subprocess or process pools; no signals; no rlimits; wasm32 is a 32-bit platform),
 /// modules this build leaves out (`_ctypes`: no libffi in the sysroot), and the reasons that

@@ -95,6 +95,13 @@ cp "$src/dlfcn.h" "$inc/dlfcn.h"
 grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no pipe \*/$' "$inc/unistd.h" ||
   { log "<unistd.h> no longer hides pipe as expected"; exit 1; }
 sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no pipe \*/$|int pipe(int [2]);\n&|' "$inc/unistd.h"
+# dup, dup2, dup3 and fcntl's F_DUPFD, F_DUPFD_CLOEXEC (sysroot-src/dup.c and fcntl.c, WASIX's
+# fd_dup and fd_dup2): declared, where <unistd.h> hides dup*, and given Linux's (musl's) numbers.
+grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no dup \*/$' "$inc/unistd.h" &&
+  grep -q '^#define F_SETFL (4)$' "$inc/__header_fcntl.h" ||
+  { log "<unistd.h> or <__header_fcntl.h> is no longer as expected for dup"; exit 1; }
+sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no dup \*/$|int dup(int);\nint dup2(int, int);\nint dup3(int, int, int);\n&|' "$inc/unistd.h"
+sed -i 's|^#define F_SETFL (4)$|&\n#define F_DUPFD (0)\n#define F_DUPFD_CLOEXEC (1030)|' "$inc/__header_fcntl.h"
 
 log "building crt objects, dlfcn, setjmp runtime"
 obj="$WORK/extra"; mkdir -p "$obj"
@@ -105,9 +112,15 @@ cc_sys -c "$src/dlfcn.c" -o "$obj/dlfcn.o"
 cc_sys -c "$src/wasix_cwd.c" -o "$obj/wasix_cwd.o"
 cc_sys -c "$src/atexit.c" -o "$obj/atexit_dso.o"
 cc_sys -c "$src/pipe.c" -o "$obj/pipe.o"
+cc_sys -c "$src/dup.c" -o "$obj/dup.o"
+# Our fcntl (duplication) hands the other commands to cloudlibc's, renamed and hidden.
+cc_sys -c "$src/fcntl.c" -o "$obj/fcntl.o"
+cc_sys -D'fcntl=__attribute__((__visibility__("hidden"))) __cloudlibc_fcntl' \
+  -c "$WORK/wasi-libc/libc-bottom-half/cloudlibc/src/libc/fcntl/fcntl.c" -o "$obj/cloudlibc_fcntl.o"
 "$AR" d "$lib/libc.a" atexit.o   # musl's, whose __cxa_finalize does nothing
+"$AR" d "$lib/libc.a" fcntl.o    # cloudlibc's, replaced by the two above
 "$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o" \
-  "$obj/atexit_dso.o" "$obj/pipe.o"
+  "$obj/atexit_dso.o" "$obj/pipe.o" "$obj/dup.o" "$obj/fcntl.o" "$obj/cloudlibc_fcntl.o"
 
 # POSIX threads: musl's generic thread code from the Debian tree, compiled like the rest of
 # its sources, over our wasm32 glue (sysroot-src/thread: creation, start, exit, join, futexes).
