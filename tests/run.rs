@@ -415,3 +415,22 @@ fn without_epoch_checks_a_spinning_thread_makes_dlopen_fail_after_the_timeout_na
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn reflect_signature_reports_the_type_of_any_function_pointer_in_any_thread() {
+    // Served from the thread's own table (the one wasix-dl hands wasmer-wasix), so pointers
+    // into libraries loaded at run time and from other threads are known too.
+    let out = run_in(fixtures(), &["--dir", ".", "reflect.wasm"], b"");
+    assert_eq!(
+        stdout(&out),
+        "main's two: errno 0, cacheable 1, 2 args ( 0 0 ), 1 results ( 0 )\n\
+         library function: errno 0, cacheable 1, 3 args ( 0 1 2 ), 1 results ( 3 )\n\
+         void(void): errno 0, cacheable 1, 0 args ( ), 0 results ( )\n\
+         library function, in a thread: errno 0, cacheable 1, 3 args ( 0 1 2 ), 1 results ( 3 )\n\
+         null: errno 28, cacheable 1, 0 args ( ), 0 results ( )\n\
+         past the table: errno 28, cacheable 0, 0 args ( ), 0 results ( )\n\
+         small buffer: errno 61, 3 args\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+}
