@@ -378,6 +378,8 @@ mod membarrier {
     }
 }
 
+/// A thread's prepared TLS blocks (a leaf lock; poisoning is ignored: a `Vec` push or drain
+/// leaves nothing half-done).
 pub fn lock_tls(
     blocks: &Mutex<Vec<(ModuleId, u32)>>,
 ) -> std::sync::MutexGuard<'_, Vec<(ModuleId, u32)>> {
