@@ -57,6 +57,10 @@
 //!
 //! # Waiting
 //!
+//! The locks a publisher and a catching-up thread take, and their order, are listed with all
+//! the others in the crate documentation (`src/lib.rs`); the registry and each thread's
+//! prepared TLS blocks are leaf locks.
+//!
 //! A publisher calls [`Threads::rendezvous`] after its change is published and every lock but
 //! the load lock is released. It waits on a tokio [`Notify`] (signalled when a thread catches
 //! up or ends) with a short, growing poll interval (a thread entering a host call does not
