@@ -167,7 +167,7 @@ pub struct ThreadSync {
 pub struct Threads {
     inner: Mutex<Registry>,
     /// Whether the publisher runs `membarrier` (and the wrappers store without a fence).
-    membarrier: bool,
+    membarrier: Option<membarrier::Barrier>,
     /// Signalled when a thread has caught up or ended.
     changed: Notify,
     /// Signalled when the last thread other than the main thread ends.
@@ -188,8 +188,10 @@ impl Threads {
         Threads {
             inner: Mutex::new(Registry::default()),
             // WASIX_DL_NO_MEMBARRIER=1 gives the fenced wrappers other systems get (tests).
-            membarrier: std::env::var_os("WASIX_DL_NO_MEMBARRIER").is_none_or(|v| v == "0")
-                && membarrier::register(),
+            membarrier: std::env::var_os("WASIX_DL_NO_MEMBARRIER")
+                .is_none_or(|v| v == "0")
+                .then(membarrier::Barrier::start)
+                .flatten(),
             changed: Notify::new(),
             none_left: Condvar::new(),
             words: Default::default(),
@@ -203,7 +205,7 @@ impl Threads {
 
     /// Whether the host-call wrappers must fence their state store themselves.
     pub fn wrappers_fence(&self) -> bool {
-        !self.membarrier
+        self.membarrier.is_none()
     }
 
     /// Sets where the protocol's words are, once the memory exists.
@@ -213,6 +215,11 @@ impl Threads {
 
     /// Registers a thread, in the *starting* state. `None` when [`MAX_THREADS`] run already.
     pub fn register(&self, tid: u32) -> Option<Arc<ThreadSync>> {
+        if let Some(barrier) = &self.membarrier {
+            if !self.registry().threads.is_empty() {
+                barrier.prepare(); // a second thread: publishes will need the barrier
+            }
+        }
         let mut registry = self.registry();
         let slot = match registry.free_slots.pop() {
             Some(slot) => slot,
@@ -322,8 +329,8 @@ impl Threads {
         if self.registry().threads.len() <= 1 {
             return Ok(());
         }
-        if self.membarrier {
-            membarrier::run();
+        if let Some(barrier) = &self.membarrier {
+            barrier.run();
         }
         if self.laggard(me, target).is_none() {
             return Ok(());
@@ -355,29 +362,107 @@ impl Threads {
 /// Linux's `membarrier(2)`, the publisher's half of the ordering (see the module
 /// documentation).
 mod membarrier {
+    use std::sync::Mutex;
+    use std::thread::JoinHandle;
+
+    enum Registration {
+        NotStarted,
+        /// The helper thread (`None` if it could not be started).
+        Running(Option<JoinHandle<bool>>),
+        Done,
+    }
+
+    fn register_in_background() -> Option<JoinHandle<bool>> {
+        #[cfg(target_os = "linux")]
+        {
+            std::thread::Builder::new()
+                .name("wasix-dl membarrier".into())
+                .spawn(|| {
+                    // SAFETY: a system call with integer arguments only.
+                    unsafe {
+                        libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
+                    }
+                })
+                .ok()
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    #[cfg(target_os = "linux")]
+    const QUERY: libc::c_long = 0;
+    #[cfg(target_os = "linux")]
+    const GLOBAL: libc::c_long = 1;
     #[cfg(target_os = "linux")]
     const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
     #[cfg(target_os = "linux")]
     const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 
-    /// Registers the process for [`run`]; false where that is not available.
-    pub fn register() -> bool {
-        #[cfg(target_os = "linux")]
-        // SAFETY: a system call with integer arguments only.
-        unsafe {
-            libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
-        }
-        #[cfg(not(target_os = "linux"))]
-        false
+    /// The process's membarrier. Registering for the expedited kind waits for a scheduler
+    /// grace period (12 ms measured here: most of a small program's run), so it is done only
+    /// once the program starts a second thread, by a helper thread; the first publish that
+    /// needs it waits for it.
+    pub struct Barrier {
+        registering: Mutex<Registration>,
+        /// The command to run: the expedited one once registered, else the global one.
+        command: std::sync::OnceLock<libc::c_long>,
     }
 
-    /// A full memory barrier on every running thread of the process.
-    pub fn run() {
-        #[cfg(target_os = "linux")]
-        // SAFETY: as above; the process registered in `register`.
-        unsafe {
-            let done = libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) == 0;
-            assert!(done, "membarrier failed after a successful registration");
+    impl Barrier {
+        /// `None` where the kernel cannot give a barrier on every thread of the process.
+        pub fn start() -> Option<Barrier> {
+            #[cfg(target_os = "linux")]
+            {
+                // SAFETY: system calls with integer arguments only.
+                let supported = unsafe { libc::syscall(libc::SYS_membarrier, QUERY, 0, 0) };
+                let needed = GLOBAL | PRIVATE_EXPEDITED | REGISTER_PRIVATE_EXPEDITED;
+                if supported < 0 || supported & needed != needed {
+                    return None;
+                }
+                Some(Barrier {
+                    registering: Mutex::new(Registration::NotStarted),
+                    command: Default::default(),
+                })
+            }
+            #[cfg(not(target_os = "linux"))]
+            None
+        }
+
+        /// Starts registering, in the background, if that has not started yet.
+        pub fn prepare(&self) {
+            let mut registering = self.registering.lock().unwrap_or_else(|p| p.into_inner());
+            if let Registration::NotStarted = *registering {
+                *registering = Registration::Running(register_in_background());
+            }
+        }
+
+        /// A full memory barrier on every running thread of the process.
+        pub fn run(&self) {
+            #[cfg(target_os = "linux")]
+            {
+                let command = *self.command.get_or_init(|| {
+                    self.prepare();
+                    let mut registering =
+                        self.registering.lock().unwrap_or_else(|p| p.into_inner());
+                    let registered = match std::mem::replace(&mut *registering, Registration::Done)
+                    {
+                        Registration::Running(Some(h)) => h.join().unwrap_or(false),
+                        _ => false,
+                    };
+                    // Else the global kind: slower, and needs no registration.
+                    if registered {
+                        PRIVATE_EXPEDITED
+                    } else {
+                        GLOBAL
+                    }
+                });
+                // SAFETY: as above.
+                let done = unsafe { libc::syscall(libc::SYS_membarrier, command, 0, 0) } == 0;
+                assert!(
+                    done,
+                    "membarrier({command}) failed although the kernel offers it"
+                );
+            }
         }
     }
 }
