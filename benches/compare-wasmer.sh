@@ -21,7 +21,8 @@ fixtures=("$@")
 [ ${#fixtures[@]} -gt 0 ] || fixtures=(hello.wasm uses_side.wasm dl_basic.wasm interpose.wasm weak.wasm
   fnptr.wasm ctors.wasm dl_local.wasm cxx_across.wasm longjmp_across.wasm setjmp.wasm exceptions.wasm
   startup10.wasm threads_basic.wasm threads_tls.wasm threads_lib_tls.wasm threads_many.wasm
-  cxx_threads.wasm tls_across.wasm bench_threads0.wasm bench_threads1.wasm bench_threads10.wasm)
+  cxx_threads.wasm tls_across.wasm sync_blocked.wasm sync_stress.wasm fd_dup.wasm reflect.wasm
+  bench_threads0.wasm bench_threads1.wasm bench_threads10.wasm)
 
 run_timed() { # prints "exit milliseconds" on the first line, then the output
   local start end rc out
