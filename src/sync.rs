@@ -166,6 +166,8 @@ pub struct ThreadSync {
 /// Every running thread of a program (the main thread in slot 0).
 pub struct Threads {
     inner: Mutex<Registry>,
+    /// Publishers waiting in [`Threads::rendezvous`].
+    waiting: AtomicUsize,
     /// Whether the publisher runs `membarrier` (and the wrappers store without a fence).
     membarrier: Option<membarrier::Barrier>,
     /// Signalled when a thread has caught up or ended.
@@ -187,6 +189,7 @@ impl Threads {
     pub fn new(timeout: Duration) -> Self {
         Threads {
             inner: Mutex::new(Registry::default()),
+            waiting: AtomicUsize::new(0),
             // WASIX_DL_NO_MEMBARRIER=1 gives the fenced wrappers other systems get (tests).
             membarrier: std::env::var_os("WASIX_DL_NO_MEMBARRIER")
                 .is_none_or(|v| v == "0")
@@ -278,6 +281,11 @@ impl Threads {
     pub fn caught_up(&self, thread: &ThreadSync, seen: usize) {
         thread.seen.store(seen, Ordering::Release);
         self.changed.notify_waiters();
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            // Someone waits for the threads that are behind: let them have this CPU now
+            // rather than at the end of this thread's time slice.
+            std::thread::yield_now();
+        }
     }
 
     /// Every registered thread but `me`.
@@ -336,6 +344,8 @@ impl Threads {
             return Ok(());
         }
         let deadline = Instant::now() + self.timeout;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
         tokio.block_on(async {
             let mut pause = Duration::from_micros(20);
             loop {
@@ -356,6 +366,15 @@ impl Threads {
                 pause = (pause * 2).min(Duration::from_millis(5));
             }
         })
+    }
+}
+
+/// Counts a publisher out of [`Threads::waiting`] however its wait ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
