@@ -10,27 +10,12 @@
 //! - the cost of a host call through wasix-dl's catch-up wrapper vs the same WASI call
 //!   unwrapped (a plain WASI module, which wasmer-wasix instantiates itself).
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixtures() -> PathBuf {
-    let dir = root().join("target").join("fixtures");
-    let status = Command::new("python3")
-        .arg(root().join("fixtures/build.py"))
-        .arg(&dir)
-        .status()
-        .expect("python3 runs fixtures/build.py");
-    assert!(
-        status.success(),
-        "building the fixtures failed: run toolchain/setup.sh first"
-    );
-    dir
-}
 
 fn wasix_dl(dir: &Path, cache: Option<&Path>, args: &[&str]) -> (String, f64) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasix-dl"));
@@ -52,14 +37,6 @@ fn wasix_dl(dir: &Path, cache: Option<&Path>, args: &[&str]) -> (String, f64) {
         String::from_utf8_lossy(&out.stderr)
     );
     (String::from_utf8_lossy(&out.stdout).into_owned(), elapsed)
-}
-
-/// `name value` lines printed by a benchmark program.
-fn metric(output: &str, name: &str) -> f64 {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{output}"))
 }
 
 /// A plain WASI module (no dylink.0: wasmer-wasix instantiates it, nothing is wrapped) that
@@ -103,11 +80,6 @@ const PLAIN_HOSTCALL: &str = r#"
     (i32.store (i32.const 20) (i32.sub (i32.const 201) (local.get $p)))
     (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))))
 "#;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn main() {
     let fixtures = fixtures();

@@ -9,29 +9,16 @@
 //! each with a cold module cache (everything compiled) and a warm one. The static build is the
 //! baseline: the difference is the cost of dynamic linking.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 /// The modules imported; each is a .so in the dynamic build and built in in the static one.
 const IMPORTS: &str = "import math, _json, _struct, array, _datetime, binascii, _random, \
                        unicodedata, _decimal, _pickle, _heapq, _bisect";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The install directory printed by `python-demo/build-python.sh ARGS`.
-fn cpython(args: &[&str]) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("python-demo/build-python.sh"))
-        .args(args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("bash runs python-demo/build-python.sh");
-    assert!(out.status.success(), "building CPython {args:?} failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// Seconds for one `python -c CODE` run with the module cache in `cache`; checks the output.
 fn run(prefix: &Path, cache: &Path, code: &str) -> f64 {
@@ -57,11 +44,6 @@ fn run(prefix: &Path, cache: &Path, code: &str) -> f64 {
         String::from_utf8_lossy(&out.stderr)
     );
     elapsed
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 struct Times {

@@ -10,26 +10,11 @@
 //! The cost of the host-call wrapper itself (state word and epoch compare) is in
 //! `cargo bench --bench linker`.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixtures() -> PathBuf {
-    let dir = root().join("target").join("fixtures");
-    let status = Command::new("python3")
-        .arg(root().join("fixtures/build.py"))
-        .arg(&dir)
-        .status()
-        .expect("python3 runs fixtures/build.py");
-    assert!(
-        status.success(),
-        "building the fixtures failed: run toolchain/setup.sh first"
-    );
-    dir
-}
 
 /// Runs `wasix-dl run FLAGS --dir DIR ARGS` with the module cache in `cache`; its stdout.
 fn wasix_dl(dir: &Path, cache: &Path, flags: &[&str], args: &[&str]) -> String {
@@ -51,30 +36,6 @@ fn wasix_dl(dir: &Path, cache: &Path, flags: &[&str], args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `name value` lines printed by a benchmark program.
-fn metric(output: &str, name: &str) -> f64 {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{output}"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-/// The install directory of the project's CPython (built by python-demo/build-python.sh).
-fn cpython() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("python-demo/build-python.sh"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("bash runs python-demo/build-python.sh");
-    assert!(out.status.success(), "building CPython failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// Pure Python, no host calls inside the timed part: calls, loops, dicts, strings.
@@ -156,7 +117,7 @@ fn main() {
     }
 
     // And under CPython (its eval loop is one big dispatch loop).
-    let prefix = cpython();
+    let prefix = cpython(&[]);
     let python = prefix.join("bin/python3.13.wasm");
     let home = format!("PYTHONHOME={}", prefix.display());
     let args = [

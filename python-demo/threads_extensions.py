@@ -1,32 +1,11 @@
 """C extension modules loaded by one thread and used from others, under wasix-dl: every thread
-has its own instance of every loaded module, and a thread picks up the libraries another thread
-loaded (dlopen) at its next host call. Run it with python-demo/run-python threads_extensions.py;
+has its own instance of every loaded module, and a library one thread loads (dlopen) is in
+every thread before the import returns. Run it with python-demo/run-python threads_extensions.py;
 it prints one line per check and ends with "all N checks passed" (tests/python.rs)."""
-import sys
-import sysconfig
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
-checks = 0
-
-
-def check(label, got, expected):
-    global checks
-    if got != expected:
-        sys.exit(f"FAILED {label}: got {got!r}, expected {expected!r}")
-    checks += 1
-    print(f"ok {label}")
-
-
-def fresh_import(name):
-    """Imports `name`, which must not be loaded yet and must be a side module (dlopen)."""
-    if name in sys.modules:
-        sys.exit(f"{name} is already imported: pick a module nothing imported yet")
-    module = __import__(name)
-    if not module.__file__.endswith(EXT_SUFFIX):
-        sys.exit(f"{name} is not a shared library: {module.__file__}")
-    return module
+from checking import check, done, fresh_import
 
 
 def fib(n):
@@ -163,4 +142,4 @@ check("Counters made by main, incremented by pool threads", [c.value for c in co
 check("DemoError raised in a worker", raised, "from a worker thread")
 check("threads left", threading.active_count(), 1)
 
-print(f"all {checks} checks passed")
+done()

@@ -11,30 +11,10 @@ python-demo/run-python threads_rendezvous.py SCENARIO (tests/python.rs):
 
 Each check prints one line; the run ends with "all N checks passed"."""
 import sys
-import sysconfig
 import threading
 import time
 
-EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
-checks = 0
-
-
-def check(label, got, expected):
-    global checks
-    if got != expected:
-        sys.exit(f"FAILED {label}: got {got!r}, expected {expected!r}")
-    checks += 1
-    print(f"ok {label}", flush=True)
-
-
-def fresh_import(name):
-    """Imports `name`, which must not be loaded yet and must be a side module (dlopen)."""
-    if name in sys.modules:
-        sys.exit(f"{name} is already imported: pick a module nothing imported yet")
-    module = __import__(name)
-    if not module.__file__.endswith(EXT_SUFFIX):
-        sys.exit(f"{name} is not a shared library: {module.__file__}")
-    return module
+from checking import check, done, fresh_import
 
 
 def stdin():
@@ -104,4 +84,4 @@ def others():
 
 
 {"stdin": stdin, "others": others}[sys.argv[1]]()
-print(f"all {checks} checks passed")
+done()

@@ -208,28 +208,20 @@ fn apply_log(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Erro
         *all = later;
         ours
     };
-    let mut blocks = Vec::new();
     let mut own_allocation = Vec::new();
     for &id in &new_modules {
         match prepared.iter().find(|(m, _)| *m == id) {
-            Some(&(_, block)) => {
-                init_tls_at(ctx, &linker_arc, &group, id, block)?;
-            }
+            Some(&(_, block)) => init_tls_at(ctx, &linker_arc, &group, id, block)?,
             None => own_allocation.push(id),
         }
     }
-    blocks.extend(prepared);
+    let mut blocks = prepared;
+    // The group as it is now, for the guest code that allocating TLS runs.
     let loaded = ctx.data_mut().loaded.as_mut().expect("checked by catch_up");
     loaded.group = group.clone();
     match point {
-        Point::HostCall => {
-            let allocated = init_tls(ctx, &linker_arc, &group, &own_allocation)?;
-            blocks.extend(allocated);
-        }
-        Point::Check => {
-            let loaded = ctx.data_mut().loaded.as_mut().expect("checked by catch_up");
-            loaded.tls_deferred.extend(own_allocation);
-        }
+        Point::HostCall => blocks.extend(init_tls(ctx, &linker_arc, &group, &own_allocation)?),
+        Point::Check => loaded.tls_deferred.extend(own_allocation),
     }
     group.bind_tls_got(ctx)?;
 

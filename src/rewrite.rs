@@ -231,17 +231,6 @@ struct Rewriter<'a> {
 }
 
 impl Rewriter<'_> {
-    fn add_global(&self, globals: &mut wasm_encoder::GlobalSection) {
-        globals.global(
-            wasm_encoder::GlobalType {
-                val_type: ValType::I32,
-                mutable: true,
-                shared: false,
-            },
-            &wasm_encoder::ConstExpr::i32_const(0),
-        );
-    }
-
     fn add_export(&self, exports: &mut wasm_encoder::ExportSection, checks: Checks) {
         exports.export(CHECK_GLOBAL, ExportKind::Global, checks.seen_global);
     }
@@ -317,7 +306,7 @@ impl Reencode for Rewriter<'_> {
     ) -> Result<(), ReencodeError<Self::Error>> {
         wasm_encoder::reencode::utils::parse_global_section(self, globals, section)?;
         if self.checks.is_some() {
-            self.add_global(globals);
+            crate::trampoline::add_mutable_i32(globals);
         }
         Ok(())
     }
@@ -353,7 +342,7 @@ impl Reencode for Rewriter<'_> {
         };
         if self.global_pending && rank(before) > SectionId::Global as u8 {
             let mut globals = wasm_encoder::GlobalSection::new();
-            self.add_global(&mut globals);
+            crate::trampoline::add_mutable_i32(&mut globals);
             module.section(&globals);
             self.global_pending = false;
         }

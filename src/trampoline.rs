@@ -84,14 +84,7 @@ pub fn host_call_wrappers(
     const SEEN: u32 = 0;
     const STATE: u32 = 1;
     for _ in [SEEN, STATE] {
-        globals.global(
-            wasm_encoder::GlobalType {
-                val_type: ValType::I32,
-                mutable: true,
-                shared: false,
-            },
-            &wasm_encoder::ConstExpr::i32_const(0),
-        );
+        add_mutable_i32(&mut globals);
     }
     exports.export("seen", ExportKind::Global, SEEN);
     exports.export("state", ExportKind::Global, STATE);
@@ -154,6 +147,18 @@ pub fn host_call_wrappers(
         .section(&exports)
         .section(&code);
     Some(module.finish())
+}
+
+/// Appends a mutable `i32` global starting at 0 (the per-thread words the runtime keeps).
+pub fn add_mutable_i32(globals: &mut wasm_encoder::GlobalSection) {
+    globals.global(
+        wasm_encoder::GlobalType {
+            val_type: ValType::I32,
+            mutable: true,
+            shared: false,
+        },
+        &wasm_encoder::ConstExpr::i32_const(0),
+    );
 }
 
 /// Export name of the `index`th trampoline in the generated module.

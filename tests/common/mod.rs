@@ -54,25 +54,8 @@ pub fn run_in(cwd: &Path, args: &[&str], input: &[u8]) -> Output {
 
 /// Runs `cmd` with stdin from `input` and returns its output; a run longer than `limit` is
 /// killed and fails the test (a hang is a bug, not a slow test).
-pub fn output_within(mut cmd: Command, input: &[u8], limit: Duration) -> Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || done.send(child.wait_with_output()));
-    match finished.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for the child"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{cmd:?} did not finish within {limit:?}: killed");
-        }
-    }
+pub fn output_within(cmd: Command, input: &[u8], limit: Duration) -> Output {
+    interact(cmd, None, input, limit)
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -94,12 +77,13 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Runs `cmd`, waits until its stdout has printed a line starting with `marker` (stdin held
 /// open meanwhile), then writes `input` to its stdin and closes it. Returns everything it
 /// printed and its status; a run longer than `limit` is killed and fails the test.
-pub fn output_after_marker(
-    mut cmd: Command,
-    marker: &str,
-    input: &[u8],
-    limit: Duration,
-) -> Output {
+pub fn output_after_marker(cmd: Command, marker: &str, input: &[u8], limit: Duration) -> Output {
+    interact(cmd, Some(marker), input, limit)
+}
+
+/// Runs `cmd`, writes `input` to its stdin (once its stdout printed a line starting with
+/// `marker`, if given) and closes it; kills it and fails if a step takes longer than `limit`.
+fn interact(mut cmd: Command, marker: Option<&str>, input: &[u8], limit: Duration) -> Output {
     use std::io::{BufRead, Read, Write};
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -114,13 +98,13 @@ pub fn output_after_marker(
         child.stderr.take().unwrap(),
     );
     let (marked, seen_marker) = std::sync::mpsc::channel();
-    let wanted = marker.to_string();
+    let wanted = marker.map(str::to_string);
     let reader = std::thread::spawn(move || {
         let mut printed = Vec::new();
         let mut lines = std::io::BufReader::new(stdout);
         let mut line = String::new();
         while lines.read_line(&mut line).unwrap_or(0) > 0 {
-            if line.starts_with(&wanted) {
+            if wanted.as_deref().is_some_and(|w| line.starts_with(w)) {
                 let _ = marked.send(());
             }
             printed.extend_from_slice(line.as_bytes());
@@ -137,12 +121,13 @@ pub fn output_after_marker(
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         panic!("{cmd:?}: {why}: killed");
     };
-    if seen_marker.recv_timeout(limit).is_err() {
+    if marker.is_some() && seen_marker.recv_timeout(limit).is_err() {
         kill(&format!(
             "no line starting with {marker:?} within {limit:?}"
         ));
     }
-    stdin.write_all(input).unwrap();
+    // A program that exits without reading its input closes the pipe: not an error.
+    let _ = stdin.write_all(input);
     drop(stdin);
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || done.send(child.wait()));
