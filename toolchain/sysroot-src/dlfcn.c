@@ -98,6 +98,11 @@ static runtime_dlclose find_runtime_dlclose(void)
     return fn;
 }
 
+/* Bumped after every successful dlclose: a function pointer's target may have changed since.
+ * Caches keyed by function pointer (CPython's call trampoline caches each callee's parameter
+ * count) compare it to know when to forget what they learned. */
+unsigned int __wasix_dlclose_generation;
+
 int dlclose(void *handle)
 {
     runtime_dlclose close = find_runtime_dlclose();
@@ -107,6 +112,7 @@ int dlclose(void *handle)
             set_error(err_buf, EINVAL);
             return -1;
         }
+        __atomic_fetch_add(&__wasix_dlclose_generation, 1, __ATOMIC_RELEASE);
         return 0;
     }
     if (__wasix_dl_invalid_handle((uint32_t)(uintptr_t)handle) != 0) {
