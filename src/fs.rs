@@ -1,10 +1,14 @@
 //! The guest's file system: an in-memory root with the host directories given by `--dir`
-//! mounted into it. Nothing outside a mapped directory is reachable from the guest.
+//! mounted into it, and the system library directory mounted read-only at `/lib`. Nothing
+//! outside a mapped directory is reachable from the guest.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use virtual_fs::{FileSystem, MountFileSystem, RootFileSystemBuilder};
+use virtual_fs::{
+    FileOpener, FileSystem, FsError, Metadata, MountFileSystem, OpenOptions, OpenOptionsConfig,
+    ReadDir, RootFileSystemBuilder, VirtualFile,
+};
 
 use crate::error::Error;
 
@@ -57,12 +61,37 @@ fn normalize_guest(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Builds the guest's root file system with every mapped directory mounted.
-pub fn build(dirs: &[MappedDir], tokio: &tokio::runtime::Handle) -> Result<MountFileSystem, Error> {
-    let guest_paths: Vec<String> = dirs
+/// Where the guest sees the system libraries: a directory of the default search path.
+pub const SYSTEM_LIBS_GUEST: &str = "/lib";
+
+/// The host directory of the guest's system libraries (the toolchain's shared C++ runtime):
+/// `WASIX_DL_SYSTEM_LIBS` if set (empty: none), else the directory this checkout's toolchain
+/// builds (`toolchain/wasix_toolchain.py system-libs`, recorded when wasix-dl was built).
+pub fn default_system_libs() -> Option<PathBuf> {
+    match std::env::var_os("WASIX_DL_SYSTEM_LIBS") {
+        Some(dir) if dir.is_empty() => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => option_env!("WASIX_DL_DEFAULT_SYSTEM_LIBS").map(PathBuf::from),
+    }
+}
+
+/// Builds the guest's root file system with every mapped directory mounted, and `system_libs`
+/// read-only at [`SYSTEM_LIBS_GUEST`] when it exists and no mapped directory takes that path.
+pub fn build(
+    dirs: &[MappedDir],
+    system_libs: Option<&Path>,
+    tokio: &tokio::runtime::Handle,
+) -> Result<MountFileSystem, Error> {
+    let system_libs = system_libs
+        .filter(|host| host.is_dir())
+        .filter(|_| !dirs.iter().any(|d| d.guest == Path::new(SYSTEM_LIBS_GUEST)));
+    let mut guest_paths: Vec<String> = dirs
         .iter()
         .map(|d| d.guest.to_string_lossy().into_owned())
         .collect();
+    if system_libs.is_some() {
+        guest_paths.push(SYSTEM_LIBS_GUEST.to_string());
+    }
     let refs: Vec<&str> = guest_paths.iter().map(String::as_str).collect();
     let root = RootFileSystemBuilder::default().build_tmp_ext(&refs);
     let mounts = MountFileSystem::new();
@@ -110,5 +139,73 @@ pub fn build(dirs: &[MappedDir], tokio: &tokio::runtime::Handle) -> Result<Mount
                 reason: e.to_string(),
             })?;
     }
+    if let Some(host) = system_libs {
+        let host_fs =
+            virtual_fs::host_fs::FileSystem::new(tokio.clone(), host).map_err(|e| Error::Dir {
+                spec: host.display().to_string(),
+                reason: format!("cannot open the system library directory: {e}"),
+            })?;
+        mounts
+            .mount(
+                Path::new(SYSTEM_LIBS_GUEST),
+                Arc::new(ReadOnly(Arc::new(host_fs))) as Arc<dyn FileSystem + Send + Sync>,
+            )
+            .map_err(|e| Error::Dir {
+                spec: format!("{}:{SYSTEM_LIBS_GUEST}", host.display()),
+                reason: e.to_string(),
+            })?;
+    }
     Ok(mounts)
+}
+
+/// A file system that refuses every change: the system libraries are shared by every program.
+#[derive(Debug)]
+struct ReadOnly(Arc<dyn FileSystem + Send + Sync>);
+
+impl FileSystem for ReadOnly {
+    fn readlink(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
+        self.0.readlink(path)
+    }
+    fn read_dir(&self, path: &Path) -> virtual_fs::Result<ReadDir> {
+        self.0.read_dir(path)
+    }
+    fn create_dir(&self, _: &Path) -> virtual_fs::Result<()> {
+        Err(FsError::PermissionDenied)
+    }
+    fn remove_dir(&self, _: &Path) -> virtual_fs::Result<()> {
+        Err(FsError::PermissionDenied)
+    }
+    fn rename<'a>(
+        &'a self,
+        _: &'a Path,
+        _: &'a Path,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = virtual_fs::Result<()>> + Send + 'a>>
+    {
+        Box::pin(async { Err(FsError::PermissionDenied) })
+    }
+    fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.0.metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.0.symlink_metadata(path)
+    }
+    fn remove_file(&self, _: &Path) -> virtual_fs::Result<()> {
+        Err(FsError::PermissionDenied)
+    }
+    fn new_open_options(&self) -> OpenOptions<'_> {
+        OpenOptions::new(self)
+    }
+}
+
+impl FileOpener for ReadOnly {
+    fn open(
+        &self,
+        path: &Path,
+        conf: &OpenOptionsConfig,
+    ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
+        if conf.write || conf.append || conf.truncate || conf.create || conf.create_new {
+            return Err(FsError::PermissionDenied);
+        }
+        self.0.new_open_options().options(conf.clone()).open(path)
+    }
 }

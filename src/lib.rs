@@ -113,6 +113,7 @@ impl Program {
                 args: Vec::new(),
                 envs: Vec::new(),
                 dirs: Vec::new(),
+                system_libs: fs::default_system_libs(),
                 cwd: None,
                 stack_size: DEFAULT_STACK_SIZE,
                 sync_timeout: sync::DEFAULT_TIMEOUT,
@@ -142,6 +143,15 @@ impl Program {
     /// Makes a host directory visible to the guest (see [`MappedDir::parse`]).
     pub fn dir(mut self, dir: MappedDir) -> Self {
         self.config.dirs.push(dir);
+        self
+    }
+
+    /// The host directory of the guest's system libraries, mounted read-only at `/lib` (a
+    /// directory of the default library search path), or `None` for no such mount. By default
+    /// `WASIX_DL_SYSTEM_LIBS`, else the toolchain's (the shared C++ runtime that `wasix-c++`
+    /// links against). A directory the program maps at `/lib` itself takes precedence.
+    pub fn system_libs(mut self, dir: Option<PathBuf>) -> Self {
+        self.config.system_libs = dir;
         self
     }
 

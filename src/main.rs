@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use wasix_dl::{MappedDir, Program, DEFAULT_STACK_SIZE};
 
 #[derive(Parser)]
@@ -23,15 +23,8 @@ enum Command {
     /// The guest's exit status becomes wasix-dl's; a trap is reported on stderr and exits
     /// with status 134. stdin, stdout and stderr are the host's.
     Run {
-        /// Make a host directory visible to the guest, as HOST[:GUEST]. Without GUEST it
-        /// appears at its absolute host path. The directory holding the current directory
-        /// (e.g. `--dir .`) becomes the guest's working directory; otherwise the first one.
-        #[arg(long = "dir", value_name = "HOST[:GUEST]")]
-        dirs: Vec<String>,
-        /// Set an environment variable of the guest (repeatable). The host's environment is
-        /// not passed through.
-        #[arg(long = "env", value_name = "KEY=VALUE")]
-        envs: Vec<String>,
+        #[command(flatten)]
+        guest: Guest,
         /// Guest working directory (a guest path), overriding the rule above.
         #[arg(long, value_name = "GUEST_PATH")]
         cwd: Option<String>,
@@ -58,12 +51,8 @@ enum Command {
     /// Print the shared libraries a module loads at start-up and where they are found, in
     /// load order, like ldd. Searches the same guest file system `run` would.
     Ldd {
-        /// Directories visible to the guest, as for `run`.
-        #[arg(long = "dir", value_name = "HOST[:GUEST]")]
-        dirs: Vec<String>,
-        /// Guest environment, as for `run` (LD_LIBRARY_PATH matters here).
-        #[arg(long = "env", value_name = "KEY=VALUE")]
-        envs: Vec<String>,
+        #[command(flatten)]
+        guest: Guest,
         /// The module to examine.
         module: String,
     },
@@ -73,6 +62,25 @@ enum Command {
         /// The module to examine.
         module: String,
     },
+}
+
+/// What the guest sees: its files and environment (`run` and `ldd` alike).
+#[derive(Args)]
+struct Guest {
+    /// Make a host directory visible to the guest, as HOST[:GUEST]. Without GUEST it
+    /// appears at its absolute host path. The directory holding the current directory
+    /// (e.g. `--dir .`) becomes the guest's working directory; otherwise the first one.
+    #[arg(long = "dir", value_name = "HOST[:GUEST]")]
+    dirs: Vec<String>,
+    /// Set an environment variable of the guest (repeatable). The host's environment is
+    /// not passed through (LD_LIBRARY_PATH too must be given here).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    envs: Vec<String>,
+    /// Host directory mounted read-only at the guest's /lib, where libraries such as the
+    /// shared C++ runtime (libc++.so) are found; '' for none. Default: $WASIX_DL_SYSTEM_LIBS,
+    /// else the toolchain's (toolchain/wasix_toolchain.py system-libs).
+    #[arg(long, value_name = "DIR")]
+    system_libs: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -115,12 +123,15 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::new(directives.join(","))
 }
 
-fn program(module: &str, dirs: &[String], envs: &[String]) -> anyhow::Result<Program> {
+fn program(module: &str, guest: &Guest) -> anyhow::Result<Program> {
     let mut program = Program::new(module);
-    for spec in dirs {
+    for spec in &guest.dirs {
         program = program.dir(MappedDir::parse(spec)?);
     }
-    for kv in envs {
+    if let Some(dir) = &guest.system_libs {
+        program = program.system_libs((!dir.is_empty()).then(|| dir.into()));
+    }
+    for kv in &guest.envs {
         let (key, value) = kv
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--env {kv}: expected KEY=VALUE"))?;
@@ -131,8 +142,8 @@ fn program(module: &str, dirs: &[String], envs: &[String]) -> anyhow::Result<Pro
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Ldd { dirs, envs, module } => {
-            print!("{}", program(&module, &dirs, &envs)?.ldd()?);
+        Command::Ldd { guest, module } => {
+            print!("{}", program(&module, &guest)?.ldd()?);
             Ok(0)
         }
         Command::Inspect { module } => {
@@ -140,8 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Run {
-            dirs,
-            envs,
+            guest,
             cwd,
             stack_size,
             sync_timeout,
@@ -151,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let timeout = std::time::Duration::try_from_secs_f64(sync_timeout)
                 .map_err(|e| anyhow::anyhow!("--sync-timeout {sync_timeout}: {e}"))?;
-            let mut program = program(&module, &dirs, &envs)?
+            let mut program = program(&module, &guest)?
                 .args(args)
                 .stack_size(stack_size)
                 .sync_timeout(timeout)

@@ -40,6 +40,8 @@ pub struct RunConfig {
     pub args: Vec<String>,
     pub envs: Vec<(String, String)>,
     pub dirs: Vec<MappedDir>,
+    /// Host directory mounted read-only at the guest's `/lib` (see [`fs::default_system_libs`]).
+    pub system_libs: Option<PathBuf>,
     /// Guest working directory; by default the mapped directory holding the host's cwd, else
     /// the first mapped directory, else `/`.
     pub cwd: Option<PathBuf>,
@@ -75,7 +77,11 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
     compiler.epoch_checks = config.epoch_checks;
     let mut store = Store::new(engine.clone());
     let guest_fs = GuestFs {
-        fs: Arc::new(fs::build(&config.dirs, tokio.handle())?),
+        fs: Arc::new(fs::build(
+            &config.dirs,
+            config.system_libs.as_deref(),
+            tokio.handle(),
+        )?),
         tokio: tokio.handle().clone(),
     };
     let builder = wasi_builder(config, &engine, &guest_fs)?;

@@ -34,7 +34,11 @@ pub fn ldd(config: &RunConfig) -> Result<String, Error> {
         .build()
         .map_err(|e| Error::Wasi(format!("cannot start the async runtime: {e}")))?;
     let guest = GuestFs {
-        fs: Arc::new(fs::build(&config.dirs, tokio.handle())?),
+        fs: Arc::new(fs::build(
+            &config.dirs,
+            config.system_libs.as_deref(),
+            tokio.handle(),
+        )?),
         tokio: tokio.handle().clone(),
     };
     let cwd = run::guest_cwd(config);

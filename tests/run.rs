@@ -229,6 +229,68 @@ fn a_missing_library_names_the_library_the_requester_and_every_path_tried() {
 }
 
 #[test]
+fn the_system_library_directory_is_found_by_bare_name_and_is_read_only() {
+    let system = scratch("system-libs");
+    std::fs::copy(fixture("libside.so"), system.join("libside.so")).unwrap();
+    let system_arg = system.to_str().unwrap();
+    let out = run_in(
+        fixtures(),
+        &[
+            "--system-libs",
+            system_arg,
+            "--dir",
+            ".",
+            "system_libs.wasm",
+        ],
+        b"",
+    );
+    assert_eq!(
+        stdout(&out),
+        "side_add(1, 2) = 45
+\
+         stat /lib/libside.so: ok
+\
+         open for reading: ok
+\
+         open for writing: Operation not permitted
+\
+         create: Operation not permitted
+\
+         unlink: Operation not permitted
+\
+         mkdir: Operation not permitted
+\
+         rename: Operation not permitted
+",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert!(system.join("libside.so").exists() && !system.join("new.so").exists());
+
+    // A directory the program maps at /lib itself takes the place of the system's.
+    let own = scratch("own-lib");
+    let own_spec = format!("{}:/lib", own.display());
+    let out = run_in(
+        fixtures(),
+        &[
+            "--system-libs",
+            system_arg,
+            "--dir",
+            &own_spec,
+            "--dir",
+            ".",
+            "system_libs.wasm",
+        ],
+        b"",
+    );
+    assert!(
+        stdout(&out).starts_with("dlopen: libside.so: cannot open shared library: not found"),
+        "stdout: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn load_errors_name_the_file_and_the_cause() {
     let dir = scratch("bad");
     std::fs::write(dir.join("notwasm.wasm"), b"#!/bin/sh\necho hi\n").unwrap();
@@ -268,6 +330,7 @@ fn help_documents_every_flag() {
         "--stack-size",
         "--sync-timeout",
         "--no-epoch-checks",
+        "--system-libs",
     ] {
         assert!(
             help.contains(flag),
