@@ -66,7 +66,7 @@ pub const SYSTEM_LIBS_GUEST: &str = "/lib";
 
 /// The host directory of the guest's system libraries (the toolchain's shared C++ runtime):
 /// `WASIX_DL_SYSTEM_LIBS` if set (empty: none), else the directory this checkout's toolchain
-/// builds (`toolchain/wasix_toolchain.py system-libs`, recorded when wasix-dl was built).
+/// builds (`<cache>/sysroot-<key>/system-lib`, recorded when wasix-dl was built).
 pub fn default_system_libs() -> Option<PathBuf> {
     match std::env::var_os("WASIX_DL_SYSTEM_LIBS") {
         Some(dir) if dir.is_empty() => None,

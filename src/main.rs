@@ -78,7 +78,7 @@ struct Guest {
     envs: Vec<String>,
     /// Host directory mounted read-only at the guest's /lib, where libraries such as the
     /// shared C++ runtime (libc++.so) are found; '' for none. Default: $WASIX_DL_SYSTEM_LIBS,
-    /// else the toolchain's (toolchain/wasix_toolchain.py system-libs).
+    /// else the toolchain sysroot's system-lib.
     #[arg(long, value_name = "DIR")]
     system_libs: Option<String>,
 }

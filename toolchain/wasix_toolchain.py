@@ -18,8 +18,7 @@ threaded libc, which takes no locks until a second thread exists. A main exports
 
 `-Wl,-rpath,'$ORIGIN'` writes the module's runtime-path. No external wasm-opt ever runs.
 
-Subcommands for scripts: `key` (hash of the sysroot's inputs), `cache-dir`, `sysroot`,
-`system-libs` (the directory wasix-dl mounts at the guest's /lib).
+Subcommands for scripts: `key` (hash of the sysroot's inputs), `cache-dir`, `sysroot`.
 """
 import hashlib
 import os
@@ -308,10 +307,6 @@ def main(argv) -> int:
             print(cache_dir())
         elif len(argv) >= 2 and argv[1] == "sysroot":
             print(sysroot())
-        elif len(argv) >= 2 and argv[1] == "system-libs":
-            # The sysroot's shared libraries (the C++ runtime), which wasix-dl mounts read-only
-            # at the guest's /lib. Known before the sysroot is built: wasix-dl's build asks.
-            print(cache_dir() / f"sysroot-{key()}" / "system-lib")
         elif len(argv) >= 2 and argv[1] in ("cc", "c++"):
             return drive(argv[2:], cxx=argv[1] == "c++")
         else:
