@@ -2,6 +2,7 @@
 # Builds the C extension modules that run-python puts on the path, as side modules for the WASIX
 # CPython (build-python.sh), each compiled with toolchain/bin/wasix-cc:
 #   site-packages/demo_ext*.so           this project's demo extension (python-demo/demo_ext)
+#   site-packages/fpcast_ext*.so         functions cast to wider types (CPython's trampoline)
 #   site-packages/simplejson/            simplejson from its PyPI sdist, with the _speedups C
 #                                        module and the package's own tests
 #   error-cases/                         extensions that must fail to import with a clear
@@ -48,6 +49,11 @@ cc() { "$repo/toolchain/bin/wasix-cc" -O2 -fPIC -Wall -I"$py_include" "$@"; }
 log "demo_ext"
 cc -Werror -shared "$here/demo_ext/demo_ext.c" -o "$site/demo_ext$ext_suffix"
 cp "$here/demo_ext/test_demo_ext.py" "$site/"
+
+# Functions registered under wider types than they are defined with (CPython's call trampoline).
+log "fpcast_ext"
+cc -shared "$here/demo_ext/fpcast_ext.c" -o "$site/fpcast_ext$ext_suffix"
+cp "$here/demo_ext/test_fpcast_ext.py" "$site/"
 
 # simplejson from PyPI, pinned by version and hash (pip checks it).
 log "simplejson (PyPI sdist)"

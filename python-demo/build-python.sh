@@ -29,6 +29,7 @@ repo="$(dirname "$here")"
 # The upstream version of trixie's python3.13 source package. We build the upstream tarball
 # without Debian's patches (they adapt CPython to Debian's file system layout, not to WASI), so
 # the Debian revision does not change the result; it is recorded in the install's BUILD-INFO.
+# Our own change is cpython-wasix.patch (the call trampoline), nothing else.
 PY_VERSION=3.13.5
 PY_MINOR=3.13
 
@@ -38,7 +39,7 @@ tc="$repo/toolchain/wasix_toolchain.py"
 # 0. The cache key (the toolchain key hashes the sysroot's inputs; it needs no sysroot).
 cache="$(python3 "$tc" cache-dir)"
 # The drivers (wasix_toolchain.py) decide how every object is compiled: part of the key too.
-key="$( { python3 "$tc" key; echo "$PY_VERSION $variant"; cat "$tc" "$here/build-python.sh" "$here/config.site-wasix" "$here/Setup.local"; } \
+key="$( { python3 "$tc" key; echo "$PY_VERSION $variant"; cat "$tc" "$here/build-python.sh" "$here/config.site-wasix" "$here/Setup.local" "$here/cpython-wasix.patch" "$here/wasix_trampoline.c"; } \
         | sha256sum | cut -c1-16)"
 if [ $variant = shared ]; then prefix="$cache/cpython-$key"; else prefix="$cache/cpython-static-$key"; fi
 if [ -e "$prefix/.complete" ]; then
@@ -74,6 +75,10 @@ esac
 # --no-check: apt already verified the files against the signed archive index.
 dpkg-source --no-check --no-copy -x --skip-patches "$dsc" "$work/src" >/dev/null
 src="$work/src"
+# Our one source change, the call trampoline for extension functions declared with fewer
+# parameters than CPython passes (see the patch's header and wasix_trampoline.c).
+patch -s -p1 -d "$src" < "$here/cpython-wasix.patch"
+cp "$here/wasix_trampoline.c" "$src/Python/"
 
 # 3. The native build Python (a cross build runs the same version's interpreter for its code
 #    generators, the frozen modules and compileall). Kept across builds: it only depends on
@@ -121,7 +126,7 @@ t=$SECONDS
      LDFLAGS="-Wl,--unresolved-symbols=report-all -Wl,--allow-undefined-file=$work/loader-imports.txt" \
      ac_cv_func_dlopen=yes ac_cv_lib_dl_dlopen=no >"$work/configure.log" 2>&1) \
   || { tail -30 "$work/configure.log" >&2; log "configure failed: $work/configure.log"; exit 1; }
-# Edits of configure's output (no source patch needed):
+# Edits of configure's output:
 # - the real links go back to the driver's defaults: drop the configure-only LDFLAGS, and the
 #   WASI stack/memory sizes (-z stack-size, --stack-first, --initial-memory): with an imported
 #   memory the loader owns the stack and the memory layout.
@@ -177,7 +182,7 @@ ln -sfn "bin/python$PY_MINOR.wasm" "$prefix/python.wasm"
 
 nshared=${#shared_modules[@]}
 cat > "$prefix/BUILD-INFO" <<INFO
-CPython $PY_VERSION from Debian trixie source package python3.13 $debian_version (without Debian patches)
+CPython $PY_VERSION from Debian trixie source package python3.13 $debian_version (without Debian patches, with cpython-wasix.patch)
 toolchain key $(python3 "$tc" key)
 python.wasm: $size_before bytes with debug info, $size_after stripped
 extension modules in lib-dynload: $nshared, $(du -sb "$prefix/lib/python$PY_MINOR/lib-dynload" | cut -f1) bytes stripped

@@ -172,6 +172,19 @@ fn demo_ext_passes_its_tests() {
 }
 
 #[test]
+fn functions_cast_to_wider_types_work_as_natively() {
+    // Methods, getters/setters, tp_new/tp_init/tp_call defined with fewer parameters than
+    // CPython passes: without the call trampoline each call traps with a type mismatch.
+    let out = run_python(&["-m", "unittest", "-v", "test_fpcast_ext"]);
+    success(&out);
+    let report = stderr(&out);
+    assert!(
+        report.contains("Ran 9 tests") && report.trim_end().ends_with("OK"),
+        "{report}"
+    );
+}
+
+#[test]
 fn simplejson_with_its_c_speedups_passes_its_own_tests() {
     let out = success(&run_python(&[
         "-c",
