@@ -2,6 +2,8 @@
 # Builds the C extension modules that run-python puts on the path, as side modules for the WASIX
 # CPython (build-python.sh), each compiled with toolchain/bin/wasix-cc:
 #   site-packages/demo_ext*.so           this project's demo extension (python-demo/demo_ext)
+#   site-packages/demo_cxx*.so           its C++ sibling (wasix-c++): needs libc++.so, which
+#                                        the runtime finds in the guest's /lib
 #   site-packages/simplejson/            simplejson from its PyPI sdist, with the _speedups C
 #                                        module and the package's own tests
 #   error-cases/                         extensions that must fail to import with a clear
@@ -48,6 +50,10 @@ cc() { "$repo/toolchain/bin/wasix-cc" -O2 -fPIC -Wall -I"$py_include" "$@"; }
 log "demo_ext"
 cc -Werror -shared "$here/demo_ext/demo_ext.c" -o "$site/demo_ext$ext_suffix"
 cp "$here/demo_ext/test_demo_ext.py" "$site/"
+
+log "demo_cxx"
+"$repo/toolchain/bin/wasix-c++" -O2 -fPIC -Wall -Werror -I"$py_include" -shared \
+  "$here/demo_ext/demo_cxx.cpp" -o "$site/demo_cxx$ext_suffix"
 
 # simplejson from PyPI, pinned by version and hash (pip checks it).
 log "simplejson (PyPI sdist)"
