@@ -29,7 +29,7 @@ C or C++. `system-lib/` is the guest's system library directory: the runtime mou
 too). `-static-libstdc++` links the static archives instead (`$SYSROOT/lib/libc++.a` ...): a
 main gets the whole runtime, a side module only a hidden unwinder of its own and takes the
 rest from the main, which must then be linked with `-static-libstdc++` as well.
-`-nostdlib++` links no C++ runtime at all.
+`-nostdlib++` leaves out the implied C++ runtime.
 
 Subcommands for scripts: `key` (hash of the sysroot's inputs), `cache-dir`, `sysroot`,
 `system-libs` (the sysroot's system library directory; printed even before the sysroot
@@ -45,8 +45,9 @@ import tempfile
 from pathlib import Path
 
 TOOLCHAIN_DIR = Path(__file__).resolve().parent
-# Files whose content decides what the sysroot contains.
-KEY_INPUTS = ["setup.sh", "build-sysroot.sh", "build-libcxx.sh", "debian.sh", "sysroot-src"]
+# Files whose content decides what the sysroot contains (this file too: it links libc++.so).
+KEY_INPUTS = ["setup.sh", "build-sysroot.sh", "build-libcxx.sh", "debian.sh", "sysroot-src",
+              "wasix_toolchain.py"]
 
 FEATURE_FLAGS = ["-matomics", "-mbulk-memory", "-mmutable-globals", "-mnontrapping-fptoint",
                  "-msign-ext"]
@@ -291,7 +292,8 @@ def link_command(root: Path, inv: Invocation, zig: Path, objects, output):
         cmd += ["-pie", "--import-memory", "--export-dynamic",
                 "--export-if-defined=wasi_thread_start", str(lib / "crt1-command.o")]
     cmd += inv.link_flags + objects + inv.link_inputs
-    cxx_runtime = (inv.cxx or inv.cxx_runtime) and not inv.no_cxx_runtime
+    # Implied by C++ (unless -nostdlib++), or asked for by name (-lstdc++ ..., also with cc).
+    cxx_runtime = (inv.cxx and not inv.no_cxx_runtime) or inv.cxx_runtime
     if cxx_runtime and not inv.static_cxx:
         # The shared runtime: recorded as `needed libc++.so` (wasm-ld names a library by its
         # file name), found at run time in the guest's /lib.
