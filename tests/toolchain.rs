@@ -222,6 +222,11 @@ fn cxx_modules_need_the_one_shared_cxx_runtime() {
     let libcxx = std::fs::read(system_libs().join(name)).unwrap();
     let info = wasix_dl::parse_dylink(name, &libcxx).unwrap().unwrap();
     assert!(info.needed.is_empty(), "{:?}", info.needed);
+    let (legacy, exnref) = eh_instructions(&libcxx);
+    assert!(
+        legacy == 0 && exnref > 0,
+        "{name}: {legacy} legacy, {exnref} exnref"
+    );
     // The one unwinder's landing-pad context, thread-local, for every module's landing pads.
     assert!(
         info.export_flags
