@@ -16,6 +16,9 @@ if [ ! -x "$wasmer" ]; then
 fi
 (cd "$root" && cargo build --release --quiet && python3 fixtures/build.py >/dev/null)
 wasix_dl="${CARGO_TARGET_DIR:-$root/target}/release/wasix-dl"
+# The C++ fixtures need libc++.so from the toolchain's system library directory at the
+# guest's /lib: wasix-dl mounts it there itself, wasmer is told to.
+system_lib="$(python3 "$root/toolchain/wasix_toolchain.py" system-libs)"
 cd "$root/target/fixtures"
 fixtures=("$@")
 [ ${#fixtures[@]} -gt 0 ] || fixtures=(hello.wasm uses_side.wasm dl_basic.wasm interpose.wasm weak.wasm
@@ -37,7 +40,7 @@ run_timed() { # prints "exit milliseconds" on the first line, then the output
 
 for f in "${fixtures[@]}"; do
   ours="$(run_timed "$wasix_dl" run --dir . "$f")"
-  theirs="$(run_timed "$wasmer" run --dir . "$f")"
+  theirs="$(run_timed "$wasmer" run --dir . --volume "$system_lib:/lib" "$f")"
   read -r our_rc our_ms <<<"$(head -1 <<<"$ours")"
   read -r their_rc their_ms <<<"$(head -1 <<<"$theirs")"
   if [ "$(tail -n +2 <<<"$ours")" = "$(tail -n +2 <<<"$theirs")" ] && [ "$our_rc" = "$their_rc" ]; then

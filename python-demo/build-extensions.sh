@@ -3,6 +3,8 @@
 # CPython (build-python.sh), each compiled with toolchain/bin/wasix-cc:
 #   site-packages/demo_ext*.so           this project's demo extension (python-demo/demo_ext)
 #   site-packages/fpcast_ext*.so         functions cast to wider types (CPython's trampoline)
+#   site-packages/demo_cxx*.so           its C++ sibling (wasix-c++): needs libc++.so, which
+#                                        the runtime finds in the guest's /lib
 #   site-packages/simplejson/            simplejson from its PyPI sdist, with the _speedups C
 #                                        module and the package's own tests
 #   error-cases/                         extensions that must fail to import with a clear
@@ -54,6 +56,10 @@ cp "$here/demo_ext/test_demo_ext.py" "$site/"
 log "fpcast_ext"
 cc -shared "$here/demo_ext/fpcast_ext.c" -o "$site/fpcast_ext$ext_suffix"
 cp "$here/demo_ext/test_fpcast_ext.py" "$site/"
+
+log "demo_cxx"
+"$repo/toolchain/bin/wasix-c++" -O2 -fPIC -Wall -Werror -I"$py_include" -shared \
+  "$here/demo_ext/demo_cxx.cpp" -o "$site/demo_cxx$ext_suffix"
 
 # simplejson from PyPI, pinned by version and hash (pip checks it).
 log "simplejson (PyPI sdist)"

@@ -155,6 +155,11 @@ fn cxx_threads_mutexes_futures_thread_locals_and_exceptions_across_a_library() {
 }
 
 #[test]
+fn a_c_program_dlopens_two_cxx_plugins_that_share_one_cxx_runtime() {
+    same_as_glibc("cxx_plugins");
+}
+
+#[test]
 fn thread_locals_defined_in_one_module_and_used_in_another_per_thread() {
     same_as_glibc("tls_across");
 }

@@ -116,6 +116,32 @@ fn math_json_struct_and_demo_ext_load_from_shared_libraries() {
 }
 
 #[test]
+fn a_cxx_extension_loads_into_the_c_interpreter_with_the_shared_libcxx() {
+    // python.wasm has no C++ runtime: demo_cxx needs libc++.so from the guest's /lib. Its
+    // parse_int catches what std::stoi throws inside libc++.so, in the main thread and in
+    // another one.
+    let out = success(&run_python(&[
+        "-c",
+        "import threading, demo_cxx\n\
+         print(demo_cxx.split('a,b,,c', ','), demo_cxx.split('x::y', '::'))\n\
+         print(demo_cxx.parse_int('42'), demo_cxx.parse_int(' -7'))\n\
+         def bad(text):\n\
+         \x20   try: demo_cxx.parse_int(text)\n\
+         \x20   except (ValueError, OverflowError) as e: print(type(e).__name__, e)\n\
+         for text in ('forty-two', '12abc'): bad(text)\n\
+         t = threading.Thread(target=bad, args=('99999999999',)); t.start(); t.join()",
+    ]));
+    assert_eq!(
+        out,
+        "['a', 'b', '', 'c'] ['x', 'y']\n\
+         42 -7\n\
+         ValueError parse_int('forty-two'): stoi: no conversion\n\
+         ValueError parse_int('12abc'): trailing characters\n\
+         OverflowError parse_int('99999999999'): stoi: out of range\n"
+    );
+}
+
+#[test]
 fn builtin_modules_are_only_the_bootstrap_set() {
     // Everything else in the stdlib is a side module; these must be in python.wasm itself.
     let out = success(&run_python(&[

@@ -5,7 +5,8 @@
 mod common;
 use common::*;
 
-use wasmparser::{ExternalKind, Operator, Parser, Payload, TypeRef};
+use std::path::PathBuf;
+use wasmparser::{ExternalKind, Operator, Parser, Payload, SymbolFlags, TypeRef};
 
 fn bytes(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap()
@@ -41,6 +42,18 @@ fn exports(wasm: &[u8]) -> Vec<(String, ExternalKind)> {
         }
     }
     out
+}
+
+/// The sysroot's system library directory (`wasix_toolchain.py system-libs`), which the
+/// runtime mounts at the guest's `/lib`.
+fn system_libs() -> PathBuf {
+    let out = std::process::Command::new("python3")
+        .arg(root().join("toolchain/wasix_toolchain.py"))
+        .arg("system-libs")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    PathBuf::from(stdout(&out).trim())
 }
 
 /// Counts (legacy try/catch/rethrow/delegate, exnref try_table/throw_ref) instructions.
@@ -200,4 +213,67 @@ fn pthread_is_accepted_and_the_same_program_builds_without_it() {
         let ran = run_in(&dir, &["--dir", ".", out], b"");
         assert_eq!(stdout(&ran), "hello\n", "{out}: {}", stderr(&ran));
     }
+}
+
+#[test]
+fn cxx_modules_need_the_one_shared_cxx_runtime() {
+    fixtures(); // the sysroot is built
+    let name = "libc++.so";
+    let libcxx = std::fs::read(system_libs().join(name)).unwrap();
+    let info = wasix_dl::parse_dylink(name, &libcxx).unwrap().unwrap();
+    assert!(info.needed.is_empty(), "{:?}", info.needed);
+    let (legacy, exnref) = eh_instructions(&libcxx);
+    assert!(
+        legacy == 0 && exnref > 0,
+        "{name}: {legacy} legacy, {exnref} exnref"
+    );
+    // The one unwinder's landing-pad context, thread-local, for every module's landing pads.
+    assert!(
+        info.export_flags
+            .iter()
+            .any(|(n, f)| n == "__wasm_lpad_context" && f.contains(SymbolFlags::TLS)),
+        "{:?}",
+        info.export_flags
+    );
+    assert_eq!(dylink("exceptions.wasm").needed, ["libc++.so"]);
+    assert_eq!(
+        dylink("libcxx_plugin_b.so").needed,
+        ["libcxx_plugin_a.so", "libc++.so"]
+    );
+    assert!(dylink("cxx_plugins.wasm").needed.is_empty()); // a C program
+    for name in ["exceptions.wasm", "libcxx_plugin_a.so"] {
+        assert!(
+            imports(&bytes(name))
+                .iter()
+                .any(|(m, n, _)| m == "GOT.mem" && n == "__wasm_lpad_context"),
+            "{name} does not import the landing-pad context"
+        );
+    }
+}
+
+#[test]
+fn static_libstdcxx_links_the_archives_and_needs_no_system_library() {
+    let dir = scratch("static-libstdcxx");
+    let built = std::process::Command::new(root().join("toolchain/bin/wasix-c++"))
+        .args(["-O2", "-static-libstdc++", "-o", "exceptions.wasm"])
+        .arg(root().join("fixtures/src/exceptions.cpp"))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let wasm = std::fs::read(dir.join("exceptions.wasm")).unwrap();
+    let info = wasix_dl::parse_dylink("exceptions.wasm", &wasm)
+        .unwrap()
+        .unwrap();
+    assert!(info.needed.is_empty(), "{:?}", info.needed);
+    let ran = run_in(&dir, &["--dir", ".", "exceptions.wasm"], b"");
+    assert_eq!(
+        stdout(&ran),
+        "caught std::exception: runtime error from thrower\n\
+         caught Custom 7\n\
+         caught out_of_range\n\
+         done\n",
+        "{}",
+        stderr(&ran)
+    );
 }

@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
 # libc++, libc++abi and libunwind (PIC, wasm exceptions) from the LLVM sources in the ziglang
 # wheel. Called by build-sysroot.sh with its environment (TOOLS, SYSROOT, WORK).
+# Two forms of the same objects:
+#   $SYSROOT/system-lib/libc++.so   the default: libc++, libc++abi and libunwind in one side
+#                                   module, which every C++ module records as `needed`; the
+#                                   runtime mounts system-lib/ at the guest's /lib.
+#   $SYSROOT/lib/libc++.a, libc++abi.a, libunwind.a   for -static-libstdc++ (libunwind.a hidden).
+# Why one combined module, not three as LLVM installs them: the unwinder's landing-pad context
+# `__wasm_lpad_context` is thread-local, and the library objects are compiled for
+# wasm32-wasip1, where LLVM accesses thread-locals in the local-exec model only, so a libc++abi
+# module could not link against a libunwind module's context. Inside one module it binds
+# locally; the context is exported (TLS), and every other module's landing pads reach it
+# through a `GOT.mem` import the loader binds per thread (the drivers' code generation, see
+# wasix_toolchain.py). Nothing wants the three apart: one module is also one load, not three.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 zigpkg="$(echo "$TOOLS"/venv/lib/python3*/site-packages/ziglang)"
@@ -52,12 +64,20 @@ compile_all "$WORK/cxxabi" clang --driver-mode=g++ "${cxxflags[@]}" -- "${abi_sr
 "$zig" ar rcs "$SYSROOT/lib/libc++abi.a" "$WORK"/cxxabi/*.o
 
 log "building libunwind"
-# Hidden, its landing-pad context included: every module links its own copy, and a module's
-# landing pads must reach the context its own copy reads (wasm-ld then binds them inside the
-# module instead of importing the symbol from whichever module exports it first).
-compile_all "$WORK/unwind" clang "${flags[@]}" -fvisibility=hidden -std=c11 -I"$ziglib/libunwind/include" \
-  -D_LIBUNWIND_HIDE_SYMBOLS -D_LIBUNWIND_HAS_NO_THREADS -Wno-c23-extensions -- "$ziglib/libunwind/src/Unwind-wasm.c"
+# _LIBUNWIND_HIDE_SYMBOLS only stops libunwind's own export attributes (wasm is not ELF to it,
+# it would write __declspec(dllexport)): -fvisibility decides. Two builds:
+# - libunwind.a (-static-libstdc++), hidden, its landing-pad context included: every module
+#   links its own copy, and a module's landing pads must reach the context its own copy reads
+#   (wasm-ld then binds them inside the module instead of importing the symbol from whichever
+#   module exports it first).
+# - for libc++.so, default visibility: the one unwinder of the process, context exported.
+unwind_flags=(-std=c11 -I"$ziglib/libunwind/include" -D_LIBUNWIND_HIDE_SYMBOLS
+  -D_LIBUNWIND_HAS_NO_THREADS -Wno-c23-extensions)
+compile_all "$WORK/unwind" clang "${flags[@]}" -fvisibility=hidden "${unwind_flags[@]}" \
+  -- "$ziglib/libunwind/src/Unwind-wasm.c"
 "$zig" ar rcs "$SYSROOT/lib/libunwind.a" "$WORK"/unwind/*.o
+compile_all "$WORK/unwind-shared" clang "${flags[@]}" "${unwind_flags[@]}" \
+  -- "$ziglib/libunwind/src/Unwind-wasm.c"
 
 log "building libc++"
 cxx_srcs=()
@@ -71,3 +91,11 @@ for f in "$ziglib"/libcxx/src/*.cpp "$ziglib"/libcxx/src/ryu/*.cpp; do
 done
 compile_all "$WORK/cxx" clang --driver-mode=g++ "${cxxflags[@]}" -- "${cxx_srcs[@]}"
 "$zig" ar rcs "$SYSROOT/lib/libc++.a" "$WORK"/cxx/*.o
+
+log "linking libc++.so"
+# With the drivers' own side-module link (loader exports, __wasix_init_tls for its TLS), told
+# to use this sysroot before it is complete, and to add no C++ runtime to the runtime itself.
+# It imports libc from the main program, like any library.
+mkdir -p "$SYSROOT/system-lib"
+WASIX_DL_SYSROOT="$SYSROOT" python3 "$here/wasix_toolchain.py" c++ -shared -nostdlib++ \
+  -o "$SYSROOT/system-lib/libc++.so" "$WORK"/unwind-shared/*.o "$WORK"/cxxabi/*.o "$WORK"/cxx/*.o

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the PIC sysroot. Called by setup.sh with TOOLS, SYSROOT, WORK, WASI_LIBC_DEBIAN and
 # ZLIB_DEBIAN set.
-# Layout: $SYSROOT/include, $SYSROOT/lib (libc.a, libc++.a, crt objects, ...), $SYSROOT/tools.
+# Layout: $SYSROOT/include, $SYSROOT/lib (libc.a, libc++.a, crt objects, ...), $SYSROOT/tools,
+# $SYSROOT/system-lib (libc++.so: the guest's system libraries, mounted at /lib at run time).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="$here/sysroot-src"
@@ -193,6 +194,7 @@ PC
 #    modules; its objects carry no feature constraints against shared memory).
 cp /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a "$lib/"
 
-# 3. libc++, libc++abi, libunwind from the LLVM sources shipped in the ziglang wheel.
-bash "$here/build-libcxx.sh"
+# 3. libc++, libc++abi, libunwind from the LLVM sources shipped in the ziglang wheel. The
+#    drivers link libc++.so, and they find the compilers through $SYSROOT/tools.
 ln -sfn "$TOOLS" "$SYSROOT/tools"
+bash "$here/build-libcxx.sh"

@@ -18,7 +18,23 @@ threaded libc, which takes no locks until a second thread exists. A main exports
 
 `-Wl,-rpath,'$ORIGIN'` writes the module's runtime-path. No external wasm-opt ever runs.
 
-Subcommands for scripts: `key` (hash of the sysroot's inputs), `cache-dir`, `sysroot`.
+The C++ runtime (libc++, libc++abi and libunwind in one module) is a shared library,
+`$SYSROOT/system-lib/libc++.so`, like libstdc++.so on Linux: `wasix-c++` links every main and
+every side module against it, so each records `needed libc++.so` and all the C++ modules of a
+process share one runtime (one std::cout, one exception and RTTI world), whether the main is
+C or C++. `system-lib/` is the guest's system library directory: the runtime mounts it at
+`/lib`, where the loader looks for bare `needed` names. Landing pads reach the one unwinder's
+`__wasm_lpad_context` (thread-local) through a `GOT.mem` import (see `codegen_command`).
+`-lc++`, `-lc++abi`, `-lunwind`, `-lstdc++`, `-lsupc++` name that runtime (with `wasix-cc`
+too). `-static-libstdc++` links the static archives instead (`$SYSROOT/lib/libc++.a` ...): a
+main gets the whole runtime, a side module only a hidden unwinder of its own and takes the
+rest from the main, which must then be linked with `-static-libstdc++` as well.
+`-nostdlib++` leaves out the implied C++ runtime.
+
+Subcommands for scripts: `key` (hash of the sysroot's inputs), `cache-dir`, `sysroot`,
+`system-libs` (the sysroot's system library directory; printed even before the sysroot
+exists, so that builds can learn it). `WASIX_DL_SYSROOT` names the sysroot to use instead of
+the cached one, complete or not: the sysroot build links libc++.so with these drivers.
 """
 import hashlib
 import os
@@ -29,8 +45,9 @@ import tempfile
 from pathlib import Path
 
 TOOLCHAIN_DIR = Path(__file__).resolve().parent
-# Files whose content decides what the sysroot contains.
-KEY_INPUTS = ["setup.sh", "build-sysroot.sh", "build-libcxx.sh", "debian.sh", "sysroot-src"]
+# Files whose content decides what the sysroot contains (this file too: it links libc++.so).
+KEY_INPUTS = ["setup.sh", "build-sysroot.sh", "build-libcxx.sh", "debian.sh", "sysroot-src",
+              "wasix_toolchain.py"]
 
 FEATURE_FLAGS = ["-matomics", "-mbulk-memory", "-mmutable-globals", "-mnontrapping-fptoint",
                  "-msign-ext"]
@@ -66,8 +83,25 @@ def key() -> str:
     return h.hexdigest()[:16]
 
 
+# The C++ runtime's names: what user link lines may ask for, and what the driver links.
+CXX_RUNTIME_LIBS = {"-lc++", "-lc++abi", "-lunwind", "-lstdc++", "-lsupc++"}
+CXX_RUNTIME_SO = "libc++.so"
+
+
+def sysroot_path() -> Path:
+    return cache_dir() / f"sysroot-{key()}"
+
+
+def system_lib_dir(root: Path) -> Path:
+    """The guest's system libraries (mounted at /lib by the runtime)."""
+    return root / "system-lib"
+
+
 def sysroot() -> Path:
-    path = cache_dir() / f"sysroot-{key()}"
+    override = os.environ.get("WASIX_DL_SYSROOT")
+    if override:
+        return Path(override)  # the sysroot build, or a user's own sysroot
+    path = sysroot_path()
     if not (path / ".complete").exists():
         raise DriverError(
             f"the wasix-dl toolchain is not set up (no {path}): run {TOOLCHAIN_DIR}/setup.sh")
@@ -92,6 +126,9 @@ class Invocation:
         self.compile_flags = []         # flags for clang
         self.link_flags = []            # flags for wasm-ld (from -Wl, -Xlinker, -L, ...)
         self.info_only = False          # --version, -dumpmachine, -print-*
+        self.static_cxx = False         # -static-libstdc++: the static archives
+        self.no_cxx_runtime = False     # -nostdlib++: no C++ runtime
+        self.cxx_runtime = False        # -lc++ / -lstdc++ ... given: link the runtime
         self._parse(list(argv))
 
     def _parse(self, args):
@@ -130,8 +167,16 @@ class Invocation:
                 self.link_flags.append(f"-L{path}")
                 i += 0 if a[2:] else 1
             elif a.startswith("-l"):
-                self.link_inputs.append(a if a[2:] else f"-l{nxt}")
+                lib = a if a[2:] else f"-l{nxt}"
+                if lib in CXX_RUNTIME_LIBS:
+                    self.cxx_runtime = True  # linked once, at the end (link_command)
+                else:
+                    self.link_inputs.append(lib)
                 i += 0 if a[2:] else 1
+            elif a == "-static-libstdc++":
+                self.static_cxx = True
+            elif a == "-nostdlib++":
+                self.no_cxx_runtime = True
             elif a in ("-static", "-pie", "-fPIE", "-fpie", "-no-pie", "-rdynamic", "-s",
                        "-static-libgcc", "-nostartfiles", "-nodefaultlibs", "-nostdlib"):
                 pass  # the drivers always build PIC modules with the sysroot's runtime
@@ -247,11 +292,19 @@ def link_command(root: Path, inv: Invocation, zig: Path, objects, output):
         cmd += ["-pie", "--import-memory", "--export-dynamic",
                 "--export-if-defined=wasi_thread_start", str(lib / "crt1-command.o")]
     cmd += inv.link_flags + objects + inv.link_inputs
+    # Implied by C++ (unless -nostdlib++), or asked for by name (-lstdc++ ..., also with cc).
+    cxx_runtime = (inv.cxx and not inv.no_cxx_runtime) or inv.cxx_runtime
+    if cxx_runtime and not inv.static_cxx:
+        # The shared runtime: recorded as `needed libc++.so` (wasm-ld names a library by its
+        # file name), found at run time in the guest's /lib.
+        cmd += [str(system_lib_dir(root) / CXX_RUNTIME_SO)]
     if inv.shared:
-        if inv.cxx:
-            cmd += ["-lunwind"]  # a hidden copy: its landing-pad context is per module
+        if cxx_runtime and inv.static_cxx:
+            # A hidden unwinder, its landing-pad context included, so that this module's
+            # landing pads bind to the copy that unwinds them; the rest comes from the main.
+            cmd += ["-lunwind"]
     else:
-        runtime = ["-lc++", "-lc++abi", "-lunwind"] if inv.cxx else []
+        runtime = ["-lc++", "-lc++abi", "-lunwind"] if cxx_runtime and inv.static_cxx else []
         cmd += ["--whole-archive", *runtime, "-lc", "--no-whole-archive"]
     cmd += [str(lib / "libclang_rt.builtins-wasm32.a")]
     return cmd
@@ -307,6 +360,9 @@ def main(argv) -> int:
             print(cache_dir())
         elif len(argv) >= 2 and argv[1] == "sysroot":
             print(sysroot())
+        elif len(argv) >= 2 and argv[1] == "system-libs":
+            override = os.environ.get("WASIX_DL_SYSROOT")
+            print(system_lib_dir(Path(override) if override else sysroot_path()))
         elif len(argv) >= 2 and argv[1] in ("cc", "c++"):
             return drive(argv[2:], cxx=argv[1] == "c++")
         else:
