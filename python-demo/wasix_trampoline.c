@@ -15,6 +15,7 @@
  * moved. (A call racing with the dlclose of its own callee's library is undefined behaviour in
  * any case.) */
 #include "Python.h"
+#include "pycore_emscripten_trampoline.h"  // _PyWASIX_TrampolineCall(): exported (PyAPI_FUNC)
 
 #include <stdint.h>
 #include <string.h>
