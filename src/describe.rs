@@ -53,6 +53,9 @@ pub struct Description {
     /// module's active element segments (offset `__table_base` plus a constant): their
     /// address must stay where the module put them.
     pub own_slots: HashMap<String, u32>,
+    /// Slot (relative to `__table_base`) → function index, for every function the module's
+    /// active element segments place (for naming the callee of a mismatched indirect call).
+    pub placed: std::collections::BTreeMap<u32, u32>,
     /// Export name → value of exported immutable globals initialised with a constant: the
     /// relative address of a data symbol, or the offset of a TLS symbol in the module's block.
     pub global_values: HashMap<String, u32>,
@@ -233,6 +236,7 @@ pub fn describe(name: &str, bytes: &[u8]) -> Result<Description, Error> {
         for (name, _) in exported_funcs.iter().filter(|(_, f)| *f == func) {
             out.own_slots.entry(name.clone()).or_insert(slot);
         }
+        out.placed.insert(slot, func);
     }
     Ok(out)
 }

@@ -69,6 +69,7 @@
 mod cache;
 mod catchup;
 mod describe;
+mod diagnose;
 mod dylink;
 mod error;
 mod fs;

@@ -111,6 +111,22 @@ impl Linker {
         (slot, true)
     }
 
+    /// Which module's function is in table slot `slot`, and its name when the linker handed
+    /// the slot out for an exported function (else the module placed it itself).
+    pub fn slot_or_region_owner(&self, slot: u32) -> Option<(ModuleId, Option<&str>)> {
+        if let Some((id, name)) = self.slot_owners.get(&slot) {
+            return Some((*id, Some(name)));
+        }
+        let id = (0..self.modules.len()).find(|&id| {
+            let (base, size) = (
+                self.regions[id].table_base,
+                self.modules[id].info.table_size,
+            );
+            self.modules[id].alive && slot >= base && slot - base < size
+        })?;
+        Some((id, None))
+    }
+
     /// `count` consecutive table slots aligned to 2^`align_log2`: freed ones first (first
     /// fit), else from the end of the table.
     pub fn allocate_slots(&mut self, count: u32, align_log2: u32) -> u32 {
@@ -133,10 +149,14 @@ impl Linker {
 
     /// Which dynamically loaded modules can be unloaded now that `root`'s last handle is
     /// closed, in destructor order (dependents before what they depend on). Empty if `root`
-    /// itself must stay: loaded at start-up, RTLD_NODELETE, or still needed by a module that
-    /// stays.
+    /// itself must stay: loaded at start-up, RTLD_NODELETE, a system library, or still needed
+    /// by a module that stays.
     pub fn unload_set(&self, root: ModuleId) -> Vec<ModuleId> {
-        let stays = |id: ModuleId| id < self.startup_count || self.nodelete.contains(&id);
+        let stays = |id: ModuleId| {
+            id < self.startup_count
+                || self.nodelete.contains(&id)
+                || self.modules[id].stays_loaded()
+        };
         if stays(root) {
             return Vec::new();
         }

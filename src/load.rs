@@ -40,6 +40,15 @@ pub struct LoadedModule {
 }
 
 impl LoadedModule {
+    /// Libraries of the system library directory stay loaded once loaded, as glibc keeps
+    /// libstdc++ (its unique symbols make it NODELETE): the C++ runtime leaves thread-specific
+    /// data destructors and exit handlers behind that would otherwise point into freed code.
+    pub fn stays_loaded(&self) -> bool {
+        self.path
+            .as_deref()
+            .is_some_and(|p| p.starts_with(crate::fs::SYSTEM_LIBS_GUEST))
+    }
+
     /// Describes a dynamically linked module from its bytes.
     pub fn new(
         name: String,

@@ -25,6 +25,13 @@
 //!   function that calls through a pointer doubled the cost on CPython (measured in
 //!   `benches/sync.rs`); such a thread answers at its next host call or the sync timeout.
 //!
+//! * every `call_indirect` through table 0 first records the slot it calls in a global added
+//!   for that and exported as [`CALLEE_GLOBAL`] (`global.set $callee  global.get $callee`),
+//!   and the custom section [`CALL_SITES_SECTION`] lists each such instruction's offset and
+//!   type: when a call traps on a type mismatch, [`crate::diagnose`] names the callee and both
+//!   types (wasmer's trap says only "indirect call type mismatch"). One global store per
+//!   indirect call.
+//!
 //! Nothing moves (new entities are appended after the existing ones), so exports, element
 //! segments and dylink.0 stay as they were. The result is compiled through the module cache.
 
@@ -42,10 +49,18 @@ pub type DirectCalls = HashMap<u32, (u32, u32)>;
 /// The export name of a module's copy of its thread's `seen` (the epoch checks compare it).
 pub const CHECK_GLOBAL: &str = "__wasix_dl_seen";
 
+/// The export name of the global that holds the table slot of the module's last
+/// `call_indirect` (per thread: each thread has its own instance).
+pub const CALLEE_GLOBAL: &str = "__wasix_dl_callee";
+
+/// Custom section of the link form: for every `call_indirect` through table 0, its offset in
+/// the module and its type index, as pairs of little-endian u32, in code order.
+pub const CALL_SITES_SECTION: &str = "wasix-dl.call-sites";
+
 /// What identifies this rewrite in the module cache, besides the module and its calls.
 pub fn identity(epoch_checks: bool) -> Vec<u8> {
     format!(
-        "link form v3, table capacity {TABLE_CAPACITY}, epoch checks {epoch_checks} \
+        "link form v4 (callee recorded), table capacity {TABLE_CAPACITY}, epoch checks {epoch_checks} \
          (epoch at {EPOCH_ADDRESS}, catch-up slot {CATCH_UP_SLOT})"
     )
     .into_bytes()
@@ -56,6 +71,14 @@ pub fn identity(epoch_checks: bool) -> Vec<u8> {
 struct Checks {
     void_type: u32,
     seen_global: u32,
+}
+
+/// The globals the rewrite appends: the callee slot, then with checks `seen`.
+fn added_globals(globals: &mut wasm_encoder::GlobalSection, checks: Option<Checks>) {
+    crate::trampoline::add_mutable_i32(globals);
+    if checks.is_some() {
+        crate::trampoline::add_mutable_i32(globals);
+    }
 }
 
 /// What the rewrite needs to know about the module before it starts writing it.
@@ -220,19 +243,24 @@ fn recursive(callees: &[Vec<usize>]) -> Vec<usize> {
 struct Rewriter<'a> {
     calls: &'a DirectCalls,
     in_imports: bool,
+    /// Index of the global every `call_indirect` records its slot in.
+    callee_global: u32,
     checks: Option<Checks>,
     /// The defined functions, in order, and the next one's position.
     functions: Vec<FunctionShape>,
     next_function: usize,
-    /// Whether the global and its export still have to be written (the module has no
+    /// Whether the globals and their exports still have to be written (the module has no
     /// section of that kind to append them to).
     global_pending: bool,
     export_pending: bool,
 }
 
 impl Rewriter<'_> {
-    fn add_export(&self, exports: &mut wasm_encoder::ExportSection, checks: Checks) {
-        exports.export(CHECK_GLOBAL, ExportKind::Global, checks.seen_global);
+    fn add_exports(&self, exports: &mut wasm_encoder::ExportSection) {
+        exports.export(CALLEE_GLOBAL, ExportKind::Global, self.callee_global);
+        if let Some(checks) = self.checks {
+            exports.export(CHECK_GLOBAL, ExportKind::Global, checks.seen_global);
+        }
     }
 }
 
@@ -305,9 +333,7 @@ impl Reencode for Rewriter<'_> {
         section: wasmparser::GlobalSectionReader<'_>,
     ) -> Result<(), ReencodeError<Self::Error>> {
         wasm_encoder::reencode::utils::parse_global_section(self, globals, section)?;
-        if self.checks.is_some() {
-            crate::trampoline::add_mutable_i32(globals);
-        }
+        added_globals(globals, self.checks);
         Ok(())
     }
 
@@ -317,9 +343,7 @@ impl Reencode for Rewriter<'_> {
         section: wasmparser::ExportSectionReader<'_>,
     ) -> Result<(), ReencodeError<Self::Error>> {
         wasm_encoder::reencode::utils::parse_export_section(self, exports, section)?;
-        if let Some(checks) = self.checks {
-            self.add_export(exports, checks);
-        }
+        self.add_exports(exports);
         Ok(())
     }
 
@@ -330,9 +354,6 @@ impl Reencode for Rewriter<'_> {
         _after: Option<SectionId>,
         before: Option<SectionId>,
     ) -> Result<(), ReencodeError<Self::Error>> {
-        let Some(checks) = self.checks else {
-            return Ok(());
-        };
         // Sections in binary order from the global section on (the tag section comes
         // before it although its id is larger).
         let rank = |id: Option<SectionId>| match id {
@@ -342,13 +363,13 @@ impl Reencode for Rewriter<'_> {
         };
         if self.global_pending && rank(before) > SectionId::Global as u8 {
             let mut globals = wasm_encoder::GlobalSection::new();
-            crate::trampoline::add_mutable_i32(&mut globals);
+            added_globals(&mut globals, self.checks);
             module.section(&globals);
             self.global_pending = false;
         }
         if self.export_pending && rank(before) > SectionId::Export as u8 {
             let mut exports = wasm_encoder::ExportSection::new();
-            self.add_export(&mut exports, checks);
+            self.add_exports(&mut exports);
             module.section(&exports);
             self.export_pending = false;
         }
@@ -394,6 +415,12 @@ impl Reencode for Rewriter<'_> {
                 check(&mut f, checks, local);
                 continue;
             }
+            if let Operator::CallIndirect { table_index: 0, .. }
+            | Operator::ReturnCallIndirect { table_index: 0, .. } = op
+            {
+                f.instruction(&Instruction::GlobalSet(self.callee_global));
+                f.instruction(&Instruction::GlobalGet(self.callee_global));
+            }
             if let Operator::Call { function_index } = op {
                 if let Some(&(type_index, slot)) = self.calls.get(&function_index) {
                     f.instruction(&Instruction::I32Const(slot as i32));
@@ -412,28 +439,74 @@ impl Reencode for Rewriter<'_> {
 }
 
 /// `bytes` in link form: the table import fixed at [`TABLE_CAPACITY`], every `call` of an
-/// import in `calls` turned into `call_indirect` through table 0, and with `epoch_checks`
-/// the checks of the sync protocol (in a module that imports its memory). The module must
-/// import `env.__indirect_function_table` as its only table import.
+/// import in `calls` turned into `call_indirect` through table 0, every `call_indirect`
+/// recording its slot, and with `epoch_checks` the checks of the sync protocol (in a module
+/// that imports its memory). The module must import `env.__indirect_function_table` as its
+/// only table import.
 pub fn link_form(bytes: &[u8], calls: &DirectCalls, epoch_checks: bool) -> Result<Vec<u8>, String> {
     let shape = Shape::of(bytes).map_err(|e| e.to_string())?;
     let checks = (epoch_checks && shape.imports_memory).then_some(Checks {
         void_type: shape.types,
-        seen_global: shape.globals,
+        seen_global: shape.globals + 1,
     });
     let mut module = wasm_encoder::Module::new();
     Rewriter {
         calls,
         in_imports: false,
+        callee_global: shape.globals,
         checks,
         functions: shape.functions,
         next_function: 0,
-        global_pending: checks.is_some() && !shape.has_globals,
-        export_pending: checks.is_some() && !shape.has_exports,
+        global_pending: !shape.has_globals,
+        export_pending: !shape.has_exports,
     }
     .parse_core_module(&mut module, Parser::new(0), bytes)
     .map_err(|e| e.to_string())?;
-    Ok(module.finish())
+    let mut linked = module.finish();
+    let sites = call_sites(&linked).map_err(|e| e.to_string())?;
+    // A custom section at the end moves nothing the offsets refer to.
+    wasm_encoder::Section::append_to(
+        &wasm_encoder::CustomSection {
+            name: CALL_SITES_SECTION.into(),
+            data: sites.into(),
+        },
+        &mut linked,
+    );
+    Ok(linked)
+}
+
+/// The [`CALL_SITES_SECTION`] of a module: its `call_indirect`s through table 0.
+fn call_sites(bytes: &[u8]) -> Result<Vec<u8>, wasmparser::BinaryReaderError> {
+    let mut out = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::CodeSectionEntry(body) = payload? {
+            let mut reader = body.get_operators_reader()?;
+            while !reader.eof() {
+                let (op, offset) = reader.read_with_offset()?;
+                if let Operator::CallIndirect {
+                    type_index,
+                    table_index: 0,
+                }
+                | Operator::ReturnCallIndirect {
+                    type_index,
+                    table_index: 0,
+                } = op
+                {
+                    out.extend_from_slice(&(offset as u32).to_le_bytes());
+                    out.extend_from_slice(&type_index.to_le_bytes());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The type index of the `call_indirect` at `offset`, from a [`CALL_SITES_SECTION`].
+pub fn call_site_type(section: &[u8], offset: u32) -> Option<u32> {
+    section.chunks_exact(8).find_map(|pair| {
+        let at = u32::from_le_bytes(pair[..4].try_into().ok()?);
+        (at == offset).then(|| u32::from_le_bytes(pair[4..].try_into().unwrap()))
+    })
 }
 
 #[cfg(test)]

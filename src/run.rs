@@ -15,6 +15,7 @@ use wasmer_wasix::{
 
 use crate::cache::Compiler;
 use crate::catchup;
+use crate::diagnose;
 use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
@@ -111,7 +112,7 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
         state.process.threads.enter_wasm(&thread);
         Some((state.process.clone(), thread))
     });
-    let ended = call_start(&name, &instance, &mut store);
+    let ended = call_start(&name, &instance, dl_env.as_ref(), &mut store);
     if let Some((process, thread)) = &main_thread {
         process.threads.leave_wasm(thread);
     }
@@ -384,7 +385,12 @@ pub fn guest_path(config: &RunConfig) -> Option<PathBuf> {
 
 /// Calls `_start` and turns its outcome into an exit status (`None`: the main thread ended
 /// alone, with `pthread_exit`) or a readable trap.
-fn call_start(name: &str, instance: &Instance, store: &mut Store) -> Result<Option<i32>, Error> {
+fn call_start(
+    name: &str,
+    instance: &Instance,
+    dl_env: Option<&FunctionEnv<DlState>>,
+    store: &mut Store,
+) -> Result<Option<i32>, Error> {
     let start = instance
         .exports
         .get_function("_start")
@@ -394,7 +400,7 @@ fn call_start(name: &str, instance: &Instance, store: &mut Store) -> Result<Opti
         })?;
     match start.call(store, &[]) {
         Ok(_) => Ok(Some(0)),
-        Err(err) => exit_status(name, "_start", err),
+        Err(err) => exit_status(name, "_start", err, dl_env, store),
     }
 }
 
@@ -425,11 +431,19 @@ fn after_main_thread(
     };
     match exit.call(store, 0) {
         Ok(()) => Ok(0),
-        Err(err) => exit_status(name, "exit", err).map(|code| code.unwrap_or(0)),
+        Err(err) => {
+            exit_status(name, "exit", err, Some(dl_env), store).map(|code| code.unwrap_or(0))
+        }
     }
 }
 
-fn exit_status(name: &str, function: &str, err: RuntimeError) -> Result<Option<i32>, Error> {
+fn exit_status(
+    name: &str,
+    function: &str,
+    err: RuntimeError,
+    dl_env: Option<&FunctionEnv<DlState>>,
+    store: &mut Store,
+) -> Result<Option<i32>, Error> {
     match err.downcast::<WasiError>() {
         Ok(WasiError::Exit(code)) => Ok(Some(code.raw())),
         Ok(WasiError::ThreadExit) => Ok(None),
@@ -441,19 +455,7 @@ fn exit_status(name: &str, function: &str, err: RuntimeError) -> Result<Option<i
         Err(err) => Err(Error::Trap {
             module: name.to_string(),
             function: function.into(),
-            reason: describe_trap(&err),
+            reason: diagnose::describe_trap(&err, dl_env.map(|env| (store, env))),
         }),
     }
-}
-
-pub fn describe_trap(err: &RuntimeError) -> String {
-    let mut out = err.message();
-    for frame in err.trace() {
-        let func = frame
-            .function_name()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("<function {}>", frame.func_index()));
-        out.push_str(&format!("\n    at {func} ({})", frame.module_name()));
-    }
-    out
 }

@@ -21,6 +21,7 @@ use wasmer_wasix::wasmer_wasix_types::wasix::{ThreadStartType, WasiMemoryLayout}
 use wasmer_wasix::{WasiError, WasiFunctionEnv, WasiModuleInstanceHandles, WasiModuleTreeHandles};
 
 use crate::catchup;
+use crate::diagnose;
 use crate::error::Error;
 use crate::group::InstanceGroup;
 use crate::linker::Linker;
@@ -435,7 +436,7 @@ fn run_thread(
             Err(err) => {
                 eprintln!(
                     "wasix-dl: thread {tid} trapped: {}",
-                    run::describe_trap(&err)
+                    diagnose::describe_trap(&err, Some((store, dl_env)))
                 );
                 Some(TRAP_EXIT_CODE)
             }

@@ -160,6 +160,11 @@ fn a_c_program_dlopens_two_cxx_plugins_that_share_one_cxx_runtime() {
 }
 
 #[test]
+fn the_cxx_runtime_stays_loaded_after_its_last_plugin_is_closed() {
+    same_as_glibc("cxx_runtime_stays");
+}
+
+#[test]
 fn thread_locals_defined_in_one_module_and_used_in_another_per_thread() {
     same_as_glibc("tls_across");
 }

@@ -351,6 +351,37 @@ fn proc_fork_is_refused_with_enotsup_in_a_dynamically_linked_program() {
 }
 
 #[test]
+fn a_mismatched_indirect_call_names_the_callee_and_both_types_in_any_thread() {
+    for args in [
+        &["--dir", ".", "bad_cast.wasm"][..],
+        &["--dir", ".", "bad_cast.wasm", "thread"],
+    ] {
+        let out = run_in(fixtures(), args, b"");
+        assert_eq!(stdout(&out), "calling\n");
+        assert_eq!(out.status.code(), Some(wasix_dl::TRAP_EXIT_CODE));
+        let expected = format!(
+            "trapped: indirect call type mismatch: the call expects [I32, I32] -> [I32], but \
+             table slot {{}} holds `plus_one` of {}, [I32] -> [I32]\n",
+            fixture("libbad_cast_lib.so").display()
+        );
+        let (before, after) = expected.split_once("{}").unwrap();
+        let report = stderr(&out);
+        let slot_and_rest = report
+            .split_once(before)
+            .unwrap_or_else(|| panic!("no `{before}` in: {report}"))
+            .1;
+        let digits = slot_and_rest
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .count();
+        assert!(
+            digits > 0 && slot_and_rest[digits..].starts_with(after),
+            "stderr: {report}"
+        );
+    }
+}
+
+#[test]
 fn calling_an_undefined_weak_function_traps_with_its_name() {
     let out = run_in(fixtures(), &["--dir", ".", "weak_call.wasm"], b"");
     assert_eq!(stdout(&out), "about to call\n");
