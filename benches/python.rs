@@ -8,6 +8,11 @@
 //!
 //! each with a cold module cache (everything compiled) and a warm one. The static build is the
 //! baseline: the difference is the cost of dynamic linking.
+//!
+//! Then the call trampoline (python-demo/wasix_trampoline.c), in the dynamic build with
+//! python-demo's extensions: one C function called through a pointer directly and through the
+//! trampoline (`fpcast_ext.bench_calls`), and for scale a Python-level call of a METH_NOARGS
+//! method (which goes through the trampoline).
 
 mod common;
 use common::*;
@@ -70,7 +75,57 @@ fn measure(prefix: &Path, scratch: &Path, code: &str) -> Times {
     Times { cold, warm }
 }
 
+/// What the trampoline adds to a call, measured inside one process (medians of 7 rounds).
+const TRAMPOLINE: &str = r#"
+import statistics, time, fpcast_ext
+n = 2_000_000
+direct = statistics.median(fpcast_ext.bench_calls(n, False) for _ in range(7)) / n
+tramp = statistics.median(fpcast_ext.bench_calls(n, True) for _ in range(7)) / n
+p = fpcast_ext.Point(1, 2)
+def method_calls():
+    norm1 = p.norm1
+    start = time.perf_counter()
+    for _ in range(n // 4):
+        norm1()
+    return (time.perf_counter() - start) / (n // 4)
+method = statistics.median(method_calls() for _ in range(7))
+print(f"direct_ns {direct * 1e9:.2f}")
+print(f"trampoline_ns {tramp * 1e9:.2f}")
+print(f"method_call_ns {method * 1e9:.2f}")
+"#;
+
+fn trampoline() {
+    let out = Command::new(root().join("python-demo/run-python"))
+        .args(["-c", TRAMPOLINE])
+        .env("WASIX_DL", env!("CARGO_BIN_EXE_wasix-dl"))
+        .output()
+        .expect("run python-demo/run-python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the trampoline benchmark failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (direct, tramp, method) = (
+        metric(&text, "direct_ns"),
+        metric(&text, "trampoline_ns"),
+        metric(&text, "method_call_ns"),
+    );
+    println!("call trampoline (median of 7 x 2M calls, one process)");
+    println!("  C call through a pointer, direct       {direct:>6.2} ns");
+    println!(
+        "  the same through the trampoline        {tramp:>6.2} ns   {:.2}x, +{:.2} ns",
+        tramp / direct,
+        tramp - direct
+    );
+    println!(
+        "  Python-level METH_NOARGS method call   {method:>6.2} ns   (the trampoline's part: {:.1}%)",
+        100.0 * (tramp - direct) / method
+    );
+}
+
 fn main() {
+    trampoline();
     let dynamic = cpython(&[]);
     let fixed = cpython(&["--static"]);
     let scratch = root().join("target/bench-python");
