@@ -34,8 +34,11 @@ HERE = Path(__file__).resolve().parent          # python-demo/packages
 DEMO = HERE.parent
 REPO = DEMO.parent
 CONSTRAINTS = HERE / "build-constraints.txt"
-# What decides how a wheel is built: these scripts and the build requirement pins.
-SCRIPT_INPUTS = [HERE / "build_package.py", DEMO / "build-package", CONSTRAINTS]
+# What decides how a wheel is built, besides the CPython install: the build requirement pins
+# and the recipe (the cross environment of Target.env and Builder.build_tree). Bump RECIPE when
+# a change of these scripts changes what a build produces: wheels built before are then stale.
+RECIPE = 1
+SCRIPT_INPUTS = [CONSTRAINTS]
 
 
 def log(msg):
@@ -91,7 +94,7 @@ class Target:
             raise BuildError(f"{prefix} is not a CPython install (no _sysconfigdata)")
         self.sysconfigdata = found[0]
         self.vars = runpy.run_path(str(self.sysconfigdata))["build_time_vars"]
-        self.key = digest(prefix, self.sysconfigdata.read_bytes(),
+        self.key = digest(prefix, self.sysconfigdata.read_bytes(), RECIPE,
                           *(p.read_bytes() for p in SCRIPT_INPUTS))
         self.dir = cache / f"python-pkg-{self.key}"
         self.wheels = self.dir / "wheels"
@@ -194,9 +197,14 @@ class Builder:
             dl.mkdir(parents=True)
             (dl / "req.txt").write_text(req_line + "\n")
             log(f"download sdist: {req_line.split()[0]}")
-            subprocess.run(self.pip + ["download", "-q", "--no-deps", "--no-binary", ":all:",
-                                       "-r", str(dl / "req.txt"), "-d", str(dl)], check=True,
-                           stdout=sys.stderr)
+            # --no-binary for this package only: pip prepares the sdist's metadata in an
+            # isolated environment, whose build requirements (Cython, ...) come as wheels.
+            name = Requirement(req_line.split()[0]).name
+            r = subprocess.run(self.pip + ["download", "-q", "--no-deps", "--no-binary", name,
+                                           "-r", str(dl / "req.txt"), "-d", str(dl)],
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise BuildError(f"pip download {req_line} failed:\n{r.stdout}{r.stderr}")
             done.touch()
         found = [p for p in dl.iterdir() if p.name.endswith((".tar.gz", ".zip", ".tar.bz2"))]
         if len(found) != 1:
@@ -235,22 +243,22 @@ class Builder:
                            check=True, stdout=sys.stderr)
 
     # ---- wheels --------------------------------------------------------------------------
-    def build_sdist(self, sdist: Path) -> Path:
-        """Cross-builds the wheel of an sdist (cached by the sdist's hash)."""
-        key = file_sha256(sdist)[:16]
+    def build_sdist(self, sdist: Path, config=None) -> Path:
+        """Cross-builds the wheel of an sdist (cached by the sdist's hash and the settings)."""
+        key = digest(file_sha256(sdist), json.dumps(config or {}, sort_keys=True))
         record = self.t.wheels / ".built" / key
         if record.exists():
             whl = self.t.wheels / record.read_text().strip()
             if whl.exists():
                 return whl
         src = self.unpack(sdist, self.t.work / key)
-        whl = self.build_tree(src, label=sdist.name)
+        whl = self.build_tree(src, label=sdist.name, config=config)
         record.parent.mkdir(exist_ok=True)
         record.write_text(whl.name)
         shutil.rmtree(self.t.work / key, ignore_errors=True)
         return whl
 
-    def build_tree(self, src: Path, label: str) -> Path:
+    def build_tree(self, src: Path, label: str, config=None) -> Path:
         pyproject = src / "pyproject.toml"
         bs = tomllib.loads(pyproject.read_text()).get("build-system", {}) if pyproject.exists() else {}
         requires = bs.get("requires", ["setuptools>=40.8.0"])
@@ -270,10 +278,11 @@ class Builder:
                 raise BuildError(f"{label}: build backend failed (log {logfile}):\n"
                                  + "\n".join(tail))
 
-        config = {}
+        config = dict(config or {})
         if backend.startswith("mesonpy"):
-            config = {"setup-args": [f"--cross-file={self.t.cross / 'meson-cross.ini'}"]}
-        logfile.write_text(f"# {label}: {backend}, build requires {requires}\n")
+            config["setup-args"] = [f"--cross-file={self.t.cross / 'meson-cross.ini'}",
+                                    *config.get("setup-args", [])]
+        logfile.write_text(f"# {label}: {backend}, build requires {requires}, config {config}\n")
         caller = pyproject_hooks.BuildBackendHookCaller(
             str(src), backend, bs.get("backend-path"),
             python_executable=str(env / "bin" / "python"), runner=runner)
@@ -356,18 +365,25 @@ def main():
     ap.add_argument("--wheels-only", action="store_true",
                     help="build the wheels, print their paths, install nothing")
     ap.add_argument("-r", "--requirement", action="append", type=Path, default=[])
+    ap.add_argument("-C", "--config-setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="PEP 517 config setting for every package built (as pip -C)")
     ap.add_argument("items", nargs="*", metavar="REQ_OR_PATH")
     a = ap.parse_args()
     try:
         t = Target(a.prefix.resolve(), a.cache, a.native)
         b = Builder(t, a.cache)
         site = (a.site or site_dir_for(a.cache, a.prefix.resolve())).resolve()
+        config = {}
+        for kv in a.config_setting:
+            k, _, v = kv.partition("=")
+            config[k] = [*config[k], v] if isinstance(config.get(k), list) else (
+                [config[k], v] if k in config else v)
         to_install, built = [], []
         for rf in a.requirement:
             for line in requirement_lines(rf):
                 if "--hash" in line:
                     # Pinned sdist: build exactly that file, install that version.
-                    whl = b.build_sdist(b.download_sdist(line))
+                    whl = b.build_sdist(b.download_sdist(line), config)
                     built.append(whl)
                     to_install.append(str(whl))
                 else:
@@ -375,11 +391,11 @@ def main():
         for item in a.items:
             p = Path(item)
             if p.is_dir():
-                whl = b.build_tree(p.resolve(), label=p.resolve().name)
+                whl = b.build_tree(p.resolve(), label=p.resolve().name, config=config)
             elif p.is_file() and p.name.endswith(".whl"):
                 whl = p.resolve()
             elif p.is_file():
-                whl = b.build_sdist(p.resolve())
+                whl = b.build_sdist(p.resolve(), config)
             else:
                 Requirement(item)            # a requirement: pip resolves it (wheel or build)
                 to_install.append(item)
