@@ -2,21 +2,31 @@
 //! hash and the engine's identity (DESIGN decision 11), so a second start compiles nothing.
 //! A long compile (CPython is 8–22 MB of wasm) shows a spinner on a terminal.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmer::{Engine, Module};
 
 use crate::error::Error;
+use crate::load::LoadedModule;
 
 /// Size the cache may reach before the least recently used artifacts are removed.
 const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// A library file as this process saw it: guest path, size, modification time (ns).
+pub type FileIdentity = (PathBuf, u64, u64);
 
 /// Compiles modules for one engine, through the cache when there is one.
 #[derive(Clone)]
 pub struct Compiler {
     pub engine: Engine,
+    /// Libraries opened before in this process, parsed and compiled, by file identity: a
+    /// second `dlopen` of the same file reads, hashes and deserializes nothing. They stay for
+    /// the life of the process (a compiled module is shared code, not per-instance state).
+    opened: Arc<Mutex<HashMap<FileIdentity, LoadedModule>>>,
     /// Directory of cached artifacts; `None` disables the cache.
     dir: Option<PathBuf>,
     max_bytes: u64,
@@ -45,10 +55,23 @@ impl Compiler {
             .unwrap_or(DEFAULT_MAX_BYTES);
         Compiler {
             engine,
+            opened: Default::default(),
             dir,
             max_bytes,
             epoch_checks: true,
         }
+    }
+
+    /// A fresh copy of the library compiled earlier from the file `identity`.
+    pub fn opened(&self, identity: &FileIdentity) -> Option<LoadedModule> {
+        let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        opened.get(identity).map(LoadedModule::fresh_copy)
+    }
+
+    /// Keeps `loaded` (just parsed and compiled from the file `identity`) for later opens.
+    pub fn remember(&self, identity: FileIdentity, loaded: &LoadedModule) {
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        opened.insert(identity, loaded.fresh_copy());
     }
 
     fn key(&self, parts: &[&[u8]]) -> String {

@@ -27,8 +27,9 @@ pub struct LoadedModule {
     /// The compiled module; `None` only for the main module until [`crate::linker::start`]
     /// has planned the link and compiled main in its final form.
     pub module: Option<Module>,
-    pub description: Description,
-    pub symbols: SymbolTable,
+    /// Shared with every later load of the same file (see [`Compiler::opened`]).
+    pub description: Arc<Description>,
+    pub symbols: Arc<SymbolTable>,
     /// Libraries this one needs, resolved, in `needed` order.
     pub needed: Vec<ModuleId>,
     /// Other modules this one bound symbols from (besides `needed`): it keeps them loaded.
@@ -49,6 +50,22 @@ impl LoadedModule {
             .is_some_and(|p| p.starts_with(crate::fs::SYSTEM_LIBS_GUEST))
     }
 
+    /// The module as it was right after it was compiled: not linked, not loaded yet.
+    pub fn fresh_copy(&self) -> LoadedModule {
+        LoadedModule {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            info: self.info.clone(),
+            module: self.module.clone(),
+            description: self.description.clone(),
+            symbols: self.symbols.clone(),
+            needed: Vec::new(),
+            bound_to: Default::default(),
+            alive: true,
+            plan: None,
+        }
+    }
+
     /// Describes a dynamically linked module from its bytes.
     pub fn new(
         name: String,
@@ -57,8 +74,8 @@ impl LoadedModule {
         info: DylinkInfo,
         module: Option<Module>,
     ) -> Result<Self, Error> {
-        let description = describe::describe(&name, bytes)?;
-        let symbols = SymbolTable::new(&description, &info);
+        let description = Arc::new(describe::describe(&name, bytes)?);
+        let symbols = Arc::new(SymbolTable::new(&description, &info));
         Ok(LoadedModule {
             name,
             path,
@@ -115,19 +132,14 @@ impl GuestFs {
     }
 }
 
-/// A library found and read: its canonical guest path and contents.
-pub struct Found {
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
-}
-
-/// Looks for `name` along the search path; the error lists every path tried.
+/// Looks for `name` along the search path and returns its canonical guest path; the error
+/// lists every path tried.
 pub fn find(
     fs: &GuestFs,
     name: &str,
     ctx: &SearchContext,
     requester: &str,
-) -> Result<Found, Error> {
+) -> Result<PathBuf, Error> {
     let tried = search::candidates(name, ctx);
     for path in &tried {
         if !fs.is_file(path) {
@@ -135,14 +147,7 @@ pub fn find(
             continue;
         }
         tracing::debug!(target: "wasix_dl::libs", "{name}: found {} ({requester})", path.display());
-        let bytes = fs.read(path).map_err(|reason| Error::LibraryRead {
-            library: path.display().to_string(),
-            reason,
-        })?;
-        return Ok(Found {
-            path: path.clone(),
-            bytes,
-        });
+        return Ok(path.clone());
     }
     Err(Error::LibraryNotFound {
         library: name.to_string(),
@@ -151,12 +156,31 @@ pub fn find(
     })
 }
 
+/// The library file at guest path `path`, parsed and compiled. A file this process opened
+/// before, unchanged since (same path, size and modification time), is neither read nor
+/// compiled again: its parsed and compiled form is kept in memory.
+pub fn library(compiler: &Compiler, fs: &GuestFs, path: &Path) -> Result<LoadedModule, Error> {
+    let read_error = |reason: String| Error::LibraryRead {
+        library: path.display().to_string(),
+        reason,
+    };
+    let meta = fs
+        .fs
+        .metadata(path)
+        .map_err(|e| read_error(e.to_string()))?;
+    let identity = (path.to_path_buf(), meta.len, meta.modified);
+    if let Some(known) = compiler.opened(&identity) {
+        tracing::debug!(target: "wasix_dl::libs", "{}: compiled earlier in this process", path.display());
+        return Ok(known);
+    }
+    let bytes = fs.read(path).map_err(read_error)?;
+    let loaded = compile_library(compiler, path, &bytes)?;
+    compiler.remember(identity, &loaded);
+    Ok(loaded)
+}
+
 /// Parses and compiles a library file found at `path`.
-pub fn compile_library(
-    compiler: &Compiler,
-    path: &Path,
-    bytes: &[u8],
-) -> Result<LoadedModule, Error> {
+fn compile_library(compiler: &Compiler, path: &Path, bytes: &[u8]) -> Result<LoadedModule, Error> {
     let name = path.display().to_string();
     let info = dylink::parse(&name, bytes)?.ok_or_else(|| Error::NotSharedLibrary {
         module: name.clone(),
@@ -233,15 +257,12 @@ pub fn load_needed(
                 };
                 find(fs, name, &ctx, &format!("needed by {}", requester.name))?
             };
-            let id = if let Some(id) = existing(&found.path) {
+            let id = if let Some(id) = existing(&found) {
                 id
-            } else if let Some(p) = modules
-                .iter()
-                .position(|m| m.path.as_ref() == Some(&found.path))
-            {
+            } else if let Some(p) = modules.iter().position(|m| m.path.as_ref() == Some(&found)) {
                 id_offset + p
             } else {
-                modules.push(compile_library(compiler, &found.path, &found.bytes)?);
+                modules.push(library(compiler, fs, &found)?);
                 id_offset + modules.len() - 1
             };
             ids.push(id);

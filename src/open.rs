@@ -199,7 +199,7 @@ fn open_locked(
             &ctx,
             &format!("dlopen from {}", main.name),
         )?;
-        if let Some(id) = linker.by_path(&found.path) {
+        if let Some(id) = linker.by_path(&found) {
             drop(linker);
             return Ok(reopen(&linker_arc, id, flags));
         }
@@ -207,14 +207,14 @@ fn open_locked(
     };
     if flags & RTLD_NOLOAD != 0 {
         return Err(Error::Dl {
-            message: format!("{}: not loaded (RTLD_NOLOAD)", found.path.display()),
+            message: format!("{}: not loaded (RTLD_NOLOAD)", found.display()),
         });
     }
 
     // Load and compile the library and what it needs (the load lock keeps the set of
     // modules as it is meanwhile).
     let compiler = &process.compiler;
-    let mut new = vec![load::compile_library(compiler, &found.path, &found.bytes)?];
+    let mut new = vec![load::library(compiler, &process.fs, &found)?];
     let first = {
         let linker = lock(&linker_arc);
         let first = linker.modules.len();

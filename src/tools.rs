@@ -60,18 +60,18 @@ pub fn ldd(config: &RunConfig) -> Result<String, Error> {
                 }),
             };
             match load::find(&guest, needed, &ctx, &format!("needed by {requester}")) {
-                Ok(found)
-                    if queue
-                        .iter()
-                        .any(|(_, p, _)| p.as_ref() == Some(&found.path)) => {}
+                Ok(found) if queue.iter().any(|(_, p, _)| p.as_ref() == Some(&found)) => {}
                 Ok(found) => {
-                    let _ = writeln!(out, "\t{needed} => {}", found.path.display());
-                    let shown = found.path.display().to_string();
-                    let info =
-                        dylink::parse(&shown, &found.bytes)?.ok_or(Error::NotSharedLibrary {
-                            module: shown.clone(),
-                        })?;
-                    queue.push((shown, Some(found.path), info));
+                    let _ = writeln!(out, "\t{needed} => {}", found.display());
+                    let shown = found.display().to_string();
+                    let bytes = guest.read(&found).map_err(|reason| Error::LibraryRead {
+                        library: shown.clone(),
+                        reason,
+                    })?;
+                    let info = dylink::parse(&shown, &bytes)?.ok_or(Error::NotSharedLibrary {
+                        module: shown.clone(),
+                    })?;
+                    queue.push((shown, Some(found), info));
                 }
                 Err(_) => {
                     let _ = writeln!(out, "\t{needed} => not found");

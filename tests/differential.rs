@@ -160,6 +160,11 @@ fn a_c_program_dlopens_two_cxx_plugins_that_share_one_cxx_runtime() {
 }
 
 #[test]
+fn a_library_reopened_unchanged_and_after_it_was_rewritten() {
+    same_as_glibc("reopen");
+}
+
+#[test]
 fn the_cxx_runtime_stays_loaded_after_its_last_plugin_is_closed() {
     same_as_glibc("cxx_runtime_stays");
 }

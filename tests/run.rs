@@ -291,6 +291,21 @@ fn the_system_library_directory_is_found_by_bare_name_and_is_read_only() {
 }
 
 #[test]
+fn a_library_opened_again_unchanged_is_not_read_or_compiled_again() {
+    let mut cmd = wasix_dl();
+    cmd.args(["run", "--dir", ".", "reopen.wasm"])
+        .current_dir(fixtures())
+        .env("WASIX_DL_DEBUG", "libs");
+    let out = output_within(cmd, b"", std::time::Duration::from_secs(60));
+    assert_eq!(stdout(&out), "first: 1\nagain: 1\nrewritten: 2\n");
+    let reused = stderr(&out)
+        .lines()
+        .filter(|l| l.ends_with("libreopen_current.so: compiled earlier in this process"))
+        .count();
+    assert_eq!(reused, 1, "stderr: {}", stderr(&out));
+}
+
+#[test]
 fn load_errors_name_the_file_and_the_cause() {
     let dir = scratch("bad");
     std::fs::write(dir.join("notwasm.wasm"), b"#!/bin/sh\necho hi\n").unwrap();
