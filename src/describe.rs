@@ -53,6 +53,9 @@ pub struct Description {
     /// module's active element segments (offset `__table_base` plus a constant): their
     /// address must stay where the module put them.
     pub own_slots: HashMap<String, u32>,
+    /// Exported functions the module defines (not re-exported imports): name, function index
+    /// and type index (for rewriting its calls to them when another module interposes them).
+    pub defined_functions: Vec<(String, u32, u32)>,
     /// Slot (relative to `__table_base`) → function index, for every function the module's
     /// active element segments place (for naming the callee of a mismatched indirect call).
     pub placed: std::collections::BTreeMap<u32, u32>,
@@ -167,6 +170,21 @@ pub fn describe(name: &str, bytes: &[u8]) -> Result<Description, Error> {
                     let kind = match export.kind {
                         ExternalKind::Func | ExternalKind::FuncExact => {
                             exported_funcs.push((export.name.to_string(), export.index));
+                            let imported = out
+                                .imports
+                                .iter()
+                                .filter(|i| matches!(i.kind, ImportKind::Func { .. }))
+                                .count();
+                            if let (true, Some(&ty)) = (
+                                export.index as usize >= imported,
+                                func_types.get(export.index as usize),
+                            ) {
+                                out.defined_functions.push((
+                                    export.name.to_string(),
+                                    export.index,
+                                    ty,
+                                ));
+                            }
                             let ty = func_types
                                 .get(export.index as usize)
                                 .and_then(|&t| types.get(t as usize).cloned().flatten());

@@ -328,6 +328,53 @@ fn compile_main(linker: &mut Linker, compiler: &Compiler, bytes: &[u8]) -> Resul
     Ok(())
 }
 
+/// ELF interposition of a library's calls to its own functions: wasm-ld binds a library's
+/// calls to the functions it defines directly, but when an earlier module of its lookup
+/// `scope` (main, an earlier library) defines an exported function too, glibc's library
+/// calls that definition. Such a library is compiled again in a link form whose direct calls
+/// to those functions are `call_indirect` through the interposer's slot. Libraries nobody
+/// interposes keep the form they were compiled in and pay nothing.
+pub fn interpose(
+    linker: &mut Linker,
+    fs: &GuestFs,
+    id: ModuleId,
+    scope: &[ModuleId],
+) -> Result<(), Error> {
+    let defined = linker.modules[id].description.defined_functions.clone();
+    let mut calls = DirectCalls::new();
+    for (name, index, type_index) in defined {
+        match linker.lookup(scope, &name) {
+            Some((provider, SymbolKind::Function(_))) if provider != id => {
+                calls.insert(index, (type_index, linker.func_slot(provider, &name)));
+            }
+            _ => {}
+        }
+    }
+    let module = &linker.modules[id];
+    let Some(path) = module.path.clone().filter(|_| !calls.is_empty()) else {
+        return Ok(());
+    };
+    tracing::debug!(
+        target: "wasix_dl::bindings",
+        "{}: its calls to {} of its functions that earlier modules define go to those",
+        module.name,
+        calls.len()
+    );
+    let bytes = fs.read(&path).map_err(|reason| Error::LibraryRead {
+        library: module.name.clone(),
+        reason,
+    })?;
+    let compiled = load::compile_link_form(
+        &linker.compiler,
+        &module.name,
+        &bytes,
+        &module.description,
+        &calls,
+    )?;
+    linker.modules[id].module = Some(compiled);
+    Ok(())
+}
+
 /// What the main thread's modules get besides each other: WASI/WASIX with ours, and the
 /// function for its catch-up slot.
 pub struct ThreadImports {
@@ -422,6 +469,9 @@ pub fn start<S: AsStoreMut>(
     // through trampolines.
     compile_main(&mut linker, compiler, main_bytes)?;
     let scope = linker.global_scope.clone();
+    for id in 1..count {
+        interpose(&mut linker, search.fs, id, &scope)?;
+    }
     for id in std::iter::once(0).chain((1..count).rev()) {
         plan::plan(&mut linker, id, &scope)?;
     }

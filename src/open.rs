@@ -273,6 +273,9 @@ fn open_locked(
                 scope.push(id);
             }
         }
+        for &id in &ids {
+            crate::linker::interpose(&mut linker, &process.fs, id, &scope)?;
+        }
         let planned = linker.order.len();
         for &id in ids.iter().rev() {
             plan::plan(&mut linker, id, &scope)?;

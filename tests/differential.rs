@@ -45,6 +45,11 @@ fn main_interposes_data_and_functions_of_its_libraries() {
 }
 
 #[test]
+fn main_interposes_the_functions_of_a_library_it_dlopens() {
+    same_as_glibc("interpose_dlopen");
+}
+
+#[test]
 fn weak_references_and_weak_definitions() {
     same_as_glibc("weak");
 }
