@@ -66,6 +66,7 @@
 //! assert_eq!(status, 7);
 //! ```
 
+mod addr;
 mod cache;
 mod catchup;
 mod describe;

@@ -42,8 +42,9 @@ pub struct Linker {
     pub nodelete: BTreeSet<ModuleId>,
     /// Table slots given back by unloaded modules, reused before the table grows.
     free_slots: BTreeSet<u32>,
-    /// Slot of the runtime's `__wasix_dlclose` (found by the guest's libc through dlsym).
-    pub builtin_dlclose: Option<u32>,
+    /// Slots of the runtime's own functions that the guest's libc finds through dlsym, in
+    /// the order of [`crate::wasix::BUILTINS`] (empty until they are installed).
+    pub builtins: Vec<u32>,
     /// The order every instance group instantiates the live modules in: a module is bound
     /// directly only to modules before it here, so that holds in every thread.
     pub order: Vec<ModuleId>,
@@ -457,7 +458,7 @@ pub fn start<S: AsStoreMut>(
         startup_count: count,
         nodelete: BTreeSet::new(),
         free_slots: BTreeSet::new(),
-        builtin_dlclose: None,
+        builtins: Vec::new(),
         order: Vec::new(),
         log: Vec::new(),
         published: Default::default(),

@@ -127,12 +127,26 @@ fn set_instances(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup) {
     }
 }
 
-/// Opens `path` (`None`: the program itself) and returns its handle.
+/// Who calls `dlopen`/`dlsym`: the module whose `__dso_handle` the caller passed (its data
+/// starts there), or main when unknown.
+pub fn caller_module(linker: &Linker, dso_handle: Option<u32>) -> ModuleId {
+    dso_handle
+        .and_then(|address| {
+            (0..linker.modules.len())
+                .rev()
+                .find(|&id| linker.modules[id].alive && linker.regions[id].memory_base == address)
+        })
+        .unwrap_or(0)
+}
+
+/// Opens `path` (`None`: the program itself) for the module `caller` (whose RUNPATH and
+/// `$ORIGIN` a bare name is searched with) and returns its handle.
 pub fn dlopen(
     ctx: &mut FunctionEnvMut<DlState>,
     path: Option<&str>,
     flags: u32,
     ld_library_path: &[String],
+    caller: Option<u32>,
 ) -> Result<u32, Error> {
     let Some(path) = path else {
         return Ok(handle_of(0));
@@ -143,7 +157,7 @@ pub fn dlopen(
     catchup::catch_up(ctx)?;
     crate::thread::free_dead_tls_blocks(ctx);
     let handle = busy(ctx, |ctx| {
-        open_locked(ctx, &process, path, flags, ld_library_path)
+        open_locked(ctx, &process, path, flags, ld_library_path, caller)
     })?;
     if let Err(e) = rendezvous(ctx) {
         // Undone like a dlclose; the threads that were behind apply both.
@@ -173,6 +187,7 @@ fn open_locked(
     path: &str,
     flags: u32,
     ld_library_path: &[String],
+    caller: Option<u32>,
 ) -> Result<u32, Error> {
     let (linker_arc, mut group, wasi) = loaded(ctx)?;
     let cwd = process
@@ -184,20 +199,20 @@ fn open_locked(
     // Find the file; a library already loaded (under any name) is only referenced again.
     let found = {
         let linker = lock(&linker_arc);
-        let main = &linker.modules[0];
+        let requester = &linker.modules[caller_module(&linker, caller)];
         let ctx = SearchContext {
             cwd: &cwd,
             ld_library_path,
-            requester: main.path.as_deref().map(|p| Requester {
+            requester: requester.path.as_deref().map(|p| Requester {
                 path: p,
-                runpath: &main.info.runtime_path,
+                runpath: &requester.info.runtime_path,
             }),
         };
         let found = load::find(
             &process.fs,
             path,
             &ctx,
-            &format!("dlopen from {}", main.name),
+            &format!("dlopen from {}", requester.name),
         )?;
         if let Some(id) = linker.by_path(&found) {
             drop(linker);
@@ -545,14 +560,24 @@ pub fn free_all(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup, alloca
     }
 }
 
-/// Looks `name` up for `dlsym(handle, name)`: handle 0 and the program's own handle search the
-/// global scope, any other handle its library's local scope. Returns a table index for a
-/// function, an address for data (this thread's copy for TLS).
-pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<u32, Error> {
+/// `RTLD_NEXT` of `<dlfcn.h>`: the definitions after the caller's module.
+pub const RTLD_NEXT: u32 = u32::MAX;
+
+/// Looks `name` up for `dlsym(handle, name)` called from the module whose `__dso_handle` is
+/// `caller`: handle 0 (`RTLD_DEFAULT`) and the program's own handle search the global scope,
+/// `RTLD_NEXT` the caller's scope after the caller, any other handle its library's local
+/// scope. Returns a table index for a function, an address for data (this thread's copy for
+/// TLS).
+pub fn dlsym(
+    ctx: &mut FunctionEnvMut<DlState>,
+    handle: u32,
+    name: &str,
+    caller: Option<u32>,
+) -> Result<u32, Error> {
     catchup::catch_up(ctx)?;
     let published = ctx.data().loaded.as_ref().map(|l| l.published.clone());
     let before = published.as_ref().map(|p| p.load(Ordering::Acquire));
-    let value = lookup(ctx, handle, name)?;
+    let value = lookup(ctx, handle, name, caller)?;
     // A function's new slot is a change every thread must see before the pointer escapes.
     if published.map(|p| p.load(Ordering::Acquire)) != before {
         rendezvous(ctx)?;
@@ -560,15 +585,29 @@ pub fn dlsym(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Resu
     Ok(value)
 }
 
-fn lookup(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<u32, Error> {
+/// Where `dlsym` looks: the global scope, one library's local scope, or what follows the
+/// caller in its scope (`RTLD_NEXT`).
+enum Searched {
+    Global,
+    Library(ModuleId),
+    After(ModuleId),
+}
+
+fn lookup(
+    ctx: &mut FunctionEnvMut<DlState>,
+    handle: u32,
+    name: &str,
+    caller: Option<u32>,
+) -> Result<u32, Error> {
     let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
     let linker_arc = loaded.linker.clone();
     let mut linker = lock(&linker_arc);
-    let root = match handle {
-        0 => None,
+    let searched = match handle {
+        0 => Searched::Global,
+        RTLD_NEXT => Searched::After(caller_module(&linker, caller)),
         h => match linker.handles.get(&h) {
-            Some(&(0, _)) => None,
-            Some(&(id, _)) => Some(id),
+            Some(&(0, _)) => Searched::Global,
+            Some(&(id, _)) => Searched::Library(id),
             None => {
                 return Err(Error::Dl {
                     message: format!("invalid handle {h}"),
@@ -576,17 +615,39 @@ fn lookup(ctx: &mut FunctionEnvMut<DlState>, handle: u32, name: &str) -> Result<
             }
         },
     };
-    if let (None, "__wasix_dlclose", Some(slot)) = (root, name, linker.builtin_dlclose) {
-        return Ok(slot); // provided by the runtime itself (see the toolchain's dlfcn.c)
+    if let Searched::Global = searched {
+        let builtin = crate::wasix::BUILTINS.iter().zip(&linker.builtins);
+        if let Some((_, &slot)) = builtin.clone().find(|((n, _), _)| *n == name) {
+            return Ok(slot); // provided by the runtime itself (see the toolchain's dlfcn.c)
+        }
     }
-    let found = match root {
-        None => linker.lookup(&linker.global_scope, name),
-        Some(id) => linker.lookup(&linker.local_scope(id), name),
+    let found = match searched {
+        Searched::Global => linker.lookup(&linker.global_scope, name),
+        Searched::Library(id) => linker.lookup(&linker.local_scope(id), name),
+        Searched::After(caller) => {
+            // The caller's scope: the global one if it is in it, else its own local scope.
+            let scope = if linker.global_scope.contains(&caller) {
+                linker.global_scope.clone()
+            } else {
+                linker.local_scope(caller)
+            };
+            let after = scope
+                .iter()
+                .position(|&id| id == caller)
+                .map_or(0, |p| p + 1);
+            linker.lookup(&scope[after..], name)
+        }
     };
     let not_found = || Error::Dl {
-        message: match root {
-            Some(id) => format!("{}: undefined symbol: {name}", linker.modules[id].name),
-            None => format!("undefined symbol: {name}"),
+        message: match searched {
+            Searched::Library(id) => {
+                format!("{}: undefined symbol: {name}", linker.modules[id].name)
+            }
+            Searched::After(id) => format!(
+                "undefined symbol: {name} (RTLD_NEXT: after {})",
+                linker.modules[id].name
+            ),
+            Searched::Global => format!("undefined symbol: {name}"),
         },
     };
     let Some((provider, kind)) = found else {

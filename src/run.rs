@@ -335,32 +335,39 @@ fn install_builtins(
     linker: &mut Linker,
     group: &InstanceGroup,
 ) -> Result<(), Error> {
-    let slot = linker.allocate_slots(1, 0);
-    let fail = |e: wasmer::RuntimeError| Error::Layout {
-        module: "(table)".into(),
-        reason: format!("cannot place the runtime's dlclose: {e}"),
-    };
-    if slot >= TABLE_CAPACITY {
-        return Err(Error::Layout {
-            module: "(table)".into(),
-            reason: group::table_full(),
-        });
+    for (name, import) in wasix::BUILTINS {
+        let slot = linker.allocate_slots(1, 0);
+        if slot >= TABLE_CAPACITY {
+            return Err(Error::Layout {
+                module: "(table)".into(),
+                reason: group::table_full(),
+            });
+        }
+        group
+            .table
+            .set(
+                store,
+                slot,
+                wasmer::Value::FuncRef(Some(builtin(wasi, import)?)),
+            )
+            .map_err(|e| Error::Layout {
+                module: "(table)".into(),
+                reason: format!("cannot place the runtime's {name}: {e}"),
+            })?;
+        linker.builtins.push(slot);
     }
-    let function = builtin_dlclose(wasi)?;
-    group
-        .table
-        .set(store, slot, wasmer::Value::FuncRef(Some(function)))
-        .map_err(fail)?;
-    linker.builtin_dlclose = Some(slot);
     Ok(())
 }
 
-/// The runtime's `__wasix_dlclose` as a thread's modules call it: the wrapped import, so a
-/// call through the table is a host call like any other for the sync protocol.
-pub fn builtin_dlclose(wasi: &Imports) -> Result<wasmer::Function, Error> {
-    match wasi.get_export("wasix_32v1", "dlclose") {
+/// A runtime function the guest finds through dlsym, as a thread's modules call it: the
+/// wrapped import, so a call through the table is a host call like any other for the sync
+/// protocol.
+pub fn builtin(wasi: &Imports, import: &str) -> Result<wasmer::Function, Error> {
+    match wasi.get_export("wasix_32v1", import) {
         Some(wasmer::Extern::Function(f)) => Ok(f),
-        _ => Err(Error::Wasi("no dlclose among the thread's imports".into())),
+        _ => Err(Error::Wasi(format!(
+            "no {import} among the thread's imports"
+        ))),
     }
 }
 

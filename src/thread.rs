@@ -250,7 +250,7 @@ fn prepare(
     )?;
     let catch_up = wasmer::Function::new_typed_with_env(store, &dl_env, catchup::at_check);
     let mut group = InstanceGroup::new(store, memory.clone(), 0, catch_up)?;
-    let (seen, published, builtin_dlclose, ids) = {
+    let (seen, published, builtins, ids) = {
         let linker = lock(linker_arc);
         for &id in &linker.order {
             group.instantiate(store, &linker, id, &wasi)?;
@@ -258,12 +258,12 @@ fn prepare(
         (
             linker.log.len(),
             linker.published.clone(),
-            linker.builtin_dlclose,
+            linker.builtins.clone(),
             linker.order.clone(),
         )
     };
-    if let Some(slot) = builtin_dlclose {
-        let function = run::builtin_dlclose(&wasi)?;
+    for ((_, import), slot) in crate::wasix::BUILTINS.iter().zip(builtins) {
+        let function = run::builtin(&wasi, import)?;
         let _ = group.table.set(store, slot, Value::FuncRef(Some(function)));
     }
     let main = group.instances[0].clone().expect("main is instantiated");

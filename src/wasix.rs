@@ -13,6 +13,17 @@ use wasmer_wasix::wasmer_wasix_types::wasi::Errno;
 use crate::open::{self, DlState};
 use crate::search;
 
+/// The runtime's own functions that this toolchain's libc finds with `dlsym(RTLD_DEFAULT,
+/// name)` (so that programs add no import and still run on runtimes without them), and the
+/// import of ours that serves each: guest name, import name in `wasix_32v1`.
+pub const BUILTINS: [(&str, &str); 4] = [
+    ("__wasix_dlclose", "dlclose"),
+    // dlopen/dlsym with the caller's `__dso_handle`: its RUNPATH, and RTLD_NEXT.
+    ("__wasix_dlopen_from", "dlopen_from"),
+    ("__wasix_dlsym_from", "dlsym_from"),
+    ("__wasix_dladdr", "dladdr"),
+];
+
 /// Replaces wasmer-wasix's DL functions (and `proc_fork`) in `imports` with ours, and wraps its
 /// `chdir` so that the loader follows the guest's working directory.
 pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
@@ -33,6 +44,21 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
         Function::new_typed_with_env(store, env, dl_invalid_handle),
     );
     imports.define(ns, "dlclose", dlclose_function(store, env));
+    imports.define(
+        ns,
+        "dlopen_from",
+        Function::new_typed_with_env(store, env, dlopen_from),
+    );
+    imports.define(
+        ns,
+        "dlsym_from",
+        Function::new_typed_with_env(store, env, dlsym_from),
+    );
+    imports.define(
+        ns,
+        "dladdr",
+        Function::new_typed_with_env(store, env, dladdr),
+    );
     imports.define(
         ns,
         "proc_fork",
@@ -66,8 +92,8 @@ fn write_u32(ctx: &FunctionEnvMut<DlState>, ptr: u32, value: u32) -> Result<(), 
         .map_err(|_| Errno::Fault)
 }
 
-/// Writes `message` NUL-terminated into the guest's error buffer, cut to fit (at a character
-/// boundary).
+/// Writes `message` NUL-terminated into a guest buffer (an error message, a name), cut to fit
+/// (at a character boundary).
 fn write_error(ctx: &FunctionEnvMut<DlState>, buf: u32, buf_len: u32, message: &str) {
     if let (Some(view), Some(bytes)) = (view(ctx), fit_message(message, buf_len as usize)) {
         let _ = view.write(buf as u64, &bytes);
@@ -91,7 +117,7 @@ fn fit_message(message: &str, buf_len: usize) -> Option<Vec<u8>> {
 
 #[allow(clippy::too_many_arguments)] // the ABI's signature
 fn dlopen(
-    mut ctx: FunctionEnvMut<DlState>,
+    ctx: FunctionEnvMut<DlState>,
     path: u32,
     path_len: u32,
     flags: u32,
@@ -99,6 +125,51 @@ fn dlopen(
     err_buf_len: u32,
     ld_library_path: u32,
     ld_library_path_len: u32,
+    out_handle: u32,
+) -> i32 {
+    let args = (path, path_len, flags, err_buf, err_buf_len);
+    dlopen_by(
+        ctx,
+        args,
+        ld_library_path,
+        ld_library_path_len,
+        None,
+        out_handle,
+    )
+}
+
+/// `dlopen` with the caller's `__dso_handle` last but one (its RUNPATH and `$ORIGIN` count).
+#[allow(clippy::too_many_arguments)]
+fn dlopen_from(
+    ctx: FunctionEnvMut<DlState>,
+    path: u32,
+    path_len: u32,
+    flags: u32,
+    err_buf: u32,
+    err_buf_len: u32,
+    ld_library_path: u32,
+    ld_library_path_len: u32,
+    caller: u32,
+    out_handle: u32,
+) -> i32 {
+    let args = (path, path_len, flags, err_buf, err_buf_len);
+    let caller = Some(caller);
+    dlopen_by(
+        ctx,
+        args,
+        ld_library_path,
+        ld_library_path_len,
+        caller,
+        out_handle,
+    )
+}
+
+fn dlopen_by(
+    mut ctx: FunctionEnvMut<DlState>,
+    (path, path_len, flags, err_buf, err_buf_len): (u32, u32, u32, u32, u32),
+    ld_library_path: u32,
+    ld_library_path_len: u32,
+    caller: Option<u32>,
     out_handle: u32,
 ) -> i32 {
     let decoded = (|| {
@@ -119,7 +190,7 @@ fn dlopen(
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect();
-    match open::dlopen(&mut ctx, path.as_deref(), flags, &ld) {
+    match open::dlopen(&mut ctx, path.as_deref(), flags, &ld, caller) {
         Ok(handle) => match write_u32(&ctx, out_handle, handle) {
             Ok(()) => Errno::Success as i32,
             Err(errno) => errno as i32,
@@ -132,10 +203,57 @@ fn dlopen(
 }
 
 fn dlsym(
+    ctx: FunctionEnvMut<DlState>,
+    handle: u32,
+    symbol: u32,
+    symbol_len: u32,
+    err_buf: u32,
+    err_buf_len: u32,
+    out: u32,
+) -> i32 {
+    dlsym_by(
+        ctx,
+        handle,
+        symbol,
+        symbol_len,
+        None,
+        err_buf,
+        err_buf_len,
+        out,
+    )
+}
+
+/// `dlsym` with the caller's `__dso_handle` (what `RTLD_NEXT` is relative to).
+#[allow(clippy::too_many_arguments)]
+fn dlsym_from(
+    ctx: FunctionEnvMut<DlState>,
+    handle: u32,
+    symbol: u32,
+    symbol_len: u32,
+    caller: u32,
+    err_buf: u32,
+    err_buf_len: u32,
+    out: u32,
+) -> i32 {
+    dlsym_by(
+        ctx,
+        handle,
+        symbol,
+        symbol_len,
+        Some(caller),
+        err_buf,
+        err_buf_len,
+        out,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dlsym_by(
     mut ctx: FunctionEnvMut<DlState>,
     handle: u32,
     symbol: u32,
     symbol_len: u32,
+    caller: Option<u32>,
     err_buf: u32,
     err_buf_len: u32,
     out: u32,
@@ -144,7 +262,7 @@ fn dlsym(
         Ok(name) => name,
         Err(errno) => return errno as i32,
     };
-    match open::dlsym(&mut ctx, handle, &name) {
+    match open::dlsym(&mut ctx, handle, &name, caller) {
         Ok(value) => match write_u32(&ctx, out, value) {
             Ok(()) => Errno::Success as i32,
             Err(errno) => errno as i32,
@@ -164,6 +282,34 @@ fn dlclose(mut ctx: FunctionEnvMut<DlState>, handle: u32, err_buf: u32, err_buf_
             Errno::Inval as i32
         }
     }
+}
+
+/// `dladdr(addr, info, fname_buf, fname_len, sname_buf, sname_len) -> 0 | 1`: 0 when `addr`
+/// belongs to a module, with `info` = {fbase, saddr} and both names written NUL-terminated
+/// (the symbol's empty when none is known; a name cut to fit ends in "...").
+fn dladdr(
+    ctx: FunctionEnvMut<DlState>,
+    addr: u32,
+    info: u32,
+    fname_buf: u32,
+    fname_len: u32,
+    sname_buf: u32,
+    sname_len: u32,
+) -> i32 {
+    let Some(loaded) = ctx.data().loaded.as_ref() else {
+        return 1;
+    };
+    let Some(found) = crate::addr::dladdr(&open::lock(&loaded.linker), addr) else {
+        return 1;
+    };
+    let (symbol, saddr) = found.symbol.unwrap_or_default();
+    let written = write_u32(&ctx, info, found.base).and_then(|()| write_u32(&ctx, info + 4, saddr));
+    if written.is_err() {
+        return 1;
+    }
+    write_error(&ctx, fname_buf, fname_len, &found.file);
+    write_error(&ctx, sname_buf, sname_len, &symbol);
+    0
 }
 
 fn dl_invalid_handle(ctx: FunctionEnvMut<DlState>, handle: u32) -> i32 {
