@@ -199,6 +199,13 @@ fn open_locked(
     // Find the file; a library already loaded (under any name) is only referenced again.
     let found = {
         let linker = lock(&linker_arc);
+        if let Some(id) = (!path.contains('/'))
+            .then(|| linker.known(load::Known::Name(path)))
+            .flatten()
+        {
+            drop(linker);
+            return Ok(reopen(&linker_arc, id, flags));
+        }
         let requester = &linker.modules[caller_module(&linker, caller)];
         let ctx = SearchContext {
             cwd: &cwd,
@@ -230,10 +237,13 @@ fn open_locked(
     // modules as it is meanwhile).
     let compiler = &process.compiler;
     let mut new = vec![load::library(compiler, &process.fs, &found)?];
+    if !path.contains('/') {
+        new[0].requested_as.push(path.to_string());
+    }
     let first = {
         let linker = lock(&linker_arc);
         let first = linker.modules.len();
-        let existing = |p: &std::path::Path| linker.by_path(p);
+        let existing = |known: load::Known| linker.known(known);
         load::load_needed(
             compiler,
             &process.fs,
