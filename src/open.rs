@@ -108,10 +108,12 @@ pub fn lock(linker: &Mutex<Linker>) -> MutexGuard<'_, Linker> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// This thread's link state, group and WASI imports (cheap handles).
-fn loaded(
-    ctx: &FunctionEnvMut<DlState>,
-) -> Result<(Arc<Mutex<Linker>>, InstanceGroup, Arc<Imports>), Error> {
+/// What a dlopen/dlclose works with: the link state, this thread's group (a copy to modify
+/// and publish back) and its WASI imports.
+type Working = (Arc<Mutex<Linker>>, InstanceGroup, Arc<Imports>);
+
+/// This thread's [`Working`] set.
+fn loaded(ctx: &FunctionEnvMut<DlState>) -> Result<Working, Error> {
     let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
     Ok((
         loaded.linker.clone(),
