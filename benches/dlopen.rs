@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Runs `cmd` to its end; its stdout and its peak RSS in KiB (from wait4's rusage).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std's wait does not expose
 fn run_measured(mut cmd: Command) -> (String, u64) {
     let child = cmd
         .stdout(Stdio::piped())
