@@ -23,6 +23,9 @@ pub type FileIdentity = (PathBuf, u64, u64);
 #[derive(Clone)]
 pub struct Compiler {
     pub engine: Engine,
+    /// What an artifact must have been compiled by to be loaded: the engine, its target and
+    /// features, the wasmer version and ours (an artifact of another is never deserialized).
+    identity: String,
     /// Libraries opened before in this process, parsed and compiled, by file identity: a
     /// second `dlopen` of the same file reads, hashes and deserializes nothing. They stay for
     /// the life of the process (a compiled module is shared code, not per-instance state).
@@ -53,8 +56,16 @@ impl Compiler {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_BYTES);
+        let identity = format!(
+            "{} {:?} wasmer {} wasix-dl {}",
+            engine.deterministic_id(),
+            wasmer::sys::NativeEngineExt::target(&engine),
+            env!("WASIX_DL_WASMER_VERSION"),
+            env!("CARGO_PKG_VERSION")
+        );
         Compiler {
             engine,
+            identity,
             opened: Default::default(),
             dir,
             max_bytes,
@@ -76,8 +87,7 @@ impl Compiler {
 
     fn key(&self, parts: &[&[u8]]) -> String {
         let mut h = Sha256::new();
-        h.update(self.engine.deterministic_id().as_bytes());
-        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        h.update(self.identity.as_bytes());
         for part in parts {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
@@ -211,4 +221,32 @@ fn with_spinner<T>(name: &str, size: usize, compile: impl FnOnce() -> T) -> T {
         let _ = done.send(());
         result
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_covers_the_wasmer_version_the_target_and_the_engine() {
+        let mut compiler = Compiler::new(crate::run::new_engine());
+        assert!(
+            compiler.identity.contains(env!("WASIX_DL_WASMER_VERSION"))
+                && compiler.identity.contains("cranelift")
+                && compiler
+                    .identity
+                    .to_lowercase()
+                    .contains(std::env::consts::ARCH),
+            "{}",
+            compiler.identity
+        );
+        let key = compiler.key(&[b"module"]);
+        assert_eq!(key, compiler.key(&[b"module"]));
+        compiler.identity.push_str(" +another-feature");
+        assert_ne!(
+            key,
+            compiler.key(&[b"module"]),
+            "a changed engine must recompile"
+        );
+    }
 }
