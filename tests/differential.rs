@@ -50,6 +50,11 @@ fn main_interposes_the_functions_of_a_library_it_dlopens() {
 }
 
 #[test]
+fn an_earlier_rtld_global_library_interposes_a_later_librarys_functions() {
+    same_as_glibc("interpose_global");
+}
+
+#[test]
 fn weak_references_and_weak_definitions() {
     same_as_glibc("weak");
 }
