@@ -283,6 +283,15 @@ impl Linker {
             .position(|m| m.alive && m.path.as_deref() == Some(path))
     }
 
+    /// A loaded module by its path or by a bare name it was requested as.
+    pub fn known(&self, known: load::Known) -> Option<ModuleId> {
+        match known {
+            load::Known::Path(path) => self.by_path(path),
+            load::Known::Name(name) => (self.modules.iter())
+                .position(|m| m.alive && m.requested_as.iter().any(|n| n == name)),
+        }
+    }
+
     /// Appends `op` to the log and makes it visible to every thread.
     pub fn publish(&mut self, op: LinkOp) {
         self.log.push(op);

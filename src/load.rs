@@ -38,6 +38,10 @@ pub struct LoadedModule {
     pub alive: bool,
     /// How each import is bound; made when the module is linked (see [`crate::plan`]).
     pub plan: Option<crate::plan::LinkPlan>,
+    /// The bare names it was asked for by (`needed` entries, `dlopen` arguments without a
+    /// slash): a later request by one of them is this module, without a search (ld.so
+    /// matches the names of loaded objects first).
+    pub requested_as: Vec<String>,
 }
 
 impl LoadedModule {
@@ -63,6 +67,7 @@ impl LoadedModule {
             bound_to: Default::default(),
             alive: true,
             plan: None,
+            requested_as: Vec::new(),
         }
     }
 
@@ -87,6 +92,7 @@ impl LoadedModule {
             bound_to: Default::default(),
             alive: true,
             plan: None,
+            requested_as: Vec::new(),
         })
     }
 
@@ -227,16 +233,24 @@ pub fn compile_link_form(
     })
 }
 
+/// How a library already loaded is recognised.
+#[derive(Clone, Copy)]
+pub enum Known<'a> {
+    Path(&'a Path),
+    Name(&'a str),
+}
+
 /// Loads every library `modules` need, breadth-first in `needed` order (ELF's load order),
 /// each file once. `modules` holds the root (the main module, or a dlopen'ed library) and
 /// receives the new libraries; the module at position `p` gets id `id_offset + p`.
-/// `existing` maps canonical paths of modules loaded before to their ids.
+/// `existing` finds a module loaded before by its canonical path or by a bare name it was
+/// requested as.
 pub fn load_needed(
     compiler: &Compiler,
     fs: &GuestFs,
     modules: &mut Vec<LoadedModule>,
     id_offset: ModuleId,
-    existing: &dyn Fn(&Path) -> Option<ModuleId>,
+    existing: &dyn Fn(Known) -> Option<ModuleId>,
     cwd: &Path,
     ld_library_path: &[String],
 ) -> Result<(), Error> {
@@ -245,6 +259,16 @@ pub fn load_needed(
         let needed = modules[next].info.needed.clone();
         let mut ids = Vec::with_capacity(needed.len());
         for name in &needed {
+            let known = (!name.contains('/'))
+                .then(|| {
+                    let batch = modules.iter().position(|m| m.requested_as.contains(name));
+                    existing(Known::Name(name)).or(batch.map(|p| id_offset + p))
+                })
+                .flatten();
+            if let Some(id) = known {
+                ids.push(id);
+                continue;
+            }
             let found = {
                 let requester = &modules[next];
                 let ctx = SearchContext {
@@ -257,7 +281,7 @@ pub fn load_needed(
                 };
                 find(fs, name, &ctx, &format!("needed by {}", requester.name))?
             };
-            let id = if let Some(id) = existing(&found) {
+            let id = if let Some(id) = existing(Known::Path(&found)) {
                 id
             } else if let Some(p) = modules.iter().position(|m| m.path.as_ref() == Some(&found)) {
                 id_offset + p
@@ -265,6 +289,11 @@ pub fn load_needed(
                 modules.push(library(compiler, fs, &found)?);
                 id_offset + modules.len() - 1
             };
+            if let Some(module) = id.checked_sub(id_offset).and_then(|p| modules.get_mut(p)) {
+                if !name.contains('/') && !module.requested_as.contains(name) {
+                    module.requested_as.push(name.clone());
+                }
+            }
             ids.push(id);
         }
         modules[next].needed = ids;

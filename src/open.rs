@@ -74,8 +74,9 @@ pub struct ProcessState {
 pub struct Loaded {
     pub linker: Arc<Mutex<Linker>>,
     pub group: InstanceGroup,
-    /// WASI/WASIX imports (with ours) of this thread, for the modules loaded at run time.
-    pub wasi: Imports,
+    /// WASI/WASIX imports (with ours) of this thread, for the modules loaded at run time
+    /// (shared: a few hundred named functions, too many to copy on every dlopen).
+    pub wasi: Arc<Imports>,
     /// This thread in the sync protocol (how much of the link log its group has applied).
     pub thread: Arc<ThreadSync>,
     /// The length of the link log (shared by every thread).
@@ -107,10 +108,12 @@ pub fn lock(linker: &Mutex<Linker>) -> MutexGuard<'_, Linker> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// This thread's link state, group and WASI imports (cheap handles).
-fn loaded(
-    ctx: &FunctionEnvMut<DlState>,
-) -> Result<(Arc<Mutex<Linker>>, InstanceGroup, Imports), Error> {
+/// What a dlopen/dlclose works with: the link state, this thread's group (a copy to modify
+/// and publish back) and its WASI imports.
+type Working = (Arc<Mutex<Linker>>, InstanceGroup, Arc<Imports>);
+
+/// This thread's [`Working`] set.
+fn loaded(ctx: &FunctionEnvMut<DlState>) -> Result<Working, Error> {
     let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
     Ok((
         loaded.linker.clone(),
@@ -199,6 +202,13 @@ fn open_locked(
     // Find the file; a library already loaded (under any name) is only referenced again.
     let found = {
         let linker = lock(&linker_arc);
+        if let Some(id) = (!path.contains('/'))
+            .then(|| linker.known(load::Known::Name(path)))
+            .flatten()
+        {
+            drop(linker);
+            return Ok(reopen(&linker_arc, id, flags));
+        }
         let requester = &linker.modules[caller_module(&linker, caller)];
         let ctx = SearchContext {
             cwd: &cwd,
@@ -230,10 +240,13 @@ fn open_locked(
     // modules as it is meanwhile).
     let compiler = &process.compiler;
     let mut new = vec![load::library(compiler, &process.fs, &found)?];
+    if !path.contains('/') {
+        new[0].requested_as.push(path.to_string());
+    }
     let first = {
         let linker = lock(&linker_arc);
         let first = linker.modules.len();
-        let existing = |p: &std::path::Path| linker.by_path(p);
+        let existing = |known: load::Known| linker.known(known);
         load::load_needed(
             compiler,
             &process.fs,
@@ -535,12 +548,25 @@ fn allocate(
             message: format!("out of memory: cannot allocate {size} bytes for a library"),
         });
     }
-    let store = ctx.as_store_ref();
-    let view = group.memory.view(&store);
-    view.write(ptr as u64, &vec![0u8; size as usize])
-        .map_err(|e| Error::Dl {
-            message: format!("cannot clear a library's memory: {e}"),
-        })?;
+    // Cleared by the program's own memset (memory.fill): a copy from the host would go
+    // through wasmer's volatile byte copy, ten times slower for a library with 1 MiB of data.
+    let memset = main
+        .exports
+        .get_typed_function::<(i32, i32, i32), i32>(&ctx.as_store_ref(), "memset");
+    let cleared = match memset {
+        Ok(memset) => memset
+            .call(&mut ctx.as_store_mut(), ptr as i32, 0, size as i32)
+            .map(|_| ())
+            .map_err(|e| e.message()),
+        Err(_) => {
+            let store = ctx.as_store_ref();
+            let view = group.memory.view(&store);
+            (view.write(ptr as u64, &vec![0u8; size as usize])).map_err(|e| e.to_string())
+        }
+    };
+    cleared.map_err(|e| Error::Dl {
+        message: format!("cannot clear a library's memory: {e}"),
+    })?;
     Ok(ptr)
 }
 

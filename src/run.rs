@@ -284,7 +284,7 @@ fn instantiate_main(
         published: linker.published.clone(),
         linker: Arc::new(Mutex::new(linker)),
         group,
-        wasi: wasi_imports,
+        wasi: Arc::new(wasi_imports),
         tls_blocks: Vec::new(),
         tls_deferred: Vec::new(),
         busy: false,

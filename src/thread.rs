@@ -372,7 +372,7 @@ fn prepare(
     dl_env.as_mut(store).loaded = Some(Loaded {
         linker: linker_arc.clone(),
         group,
-        wasi,
+        wasi: Arc::new(wasi),
         thread: me,
         published,
         tls_blocks,

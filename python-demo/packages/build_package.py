@@ -365,6 +365,9 @@ def main():
     ap.add_argument("--wheels-only", action="store_true",
                     help="build the wheels, print their paths, install nothing")
     ap.add_argument("-r", "--requirement", action="append", type=Path, default=[])
+    ap.add_argument("--prefer-wheels", action="store_true",
+                    help="install a requirement from a wheel when PyPI has one for the guest "
+                         "(a pure-Python one), instead of building its sdist")
     ap.add_argument("-C", "--config-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="PEP 517 config setting for every package built (as pip -C)")
     ap.add_argument("items", nargs="*", metavar="REQ_OR_PATH")
@@ -396,10 +399,15 @@ def main():
                 whl = p.resolve()
             elif p.is_file():
                 whl = b.build_sdist(p.resolve(), config)
-            else:
-                Requirement(item)            # a requirement: pip resolves it (wheel or build)
+            elif a.prefer_wheels:
+                Requirement(item)            # pip resolves it: a wheel, else a build
                 to_install.append(item)
                 continue
+            else:
+                # Built from its sdist, even when PyPI has a pure-Python wheel (aiohttp, yarl,
+                # multidict, ... publish one without their extension modules). pip resolves
+                # the dependencies: a wheel for the guest's tags, else a build.
+                whl = b.build_sdist(b.download_sdist(item), config)
             built.append(whl)
             to_install.append(str(whl))
         if a.wheels_only:

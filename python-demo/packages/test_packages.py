@@ -34,6 +34,11 @@ def log(msg):
     print(f"[test-packages] {msg}", file=sys.stderr, flush=True)
 
 
+def matches(nodeid, pattern):
+    """A node id matches itself (brackets included) or an fnmatch pattern."""
+    return nodeid == pattern or fnmatch.fnmatchcase(nodeid, pattern)
+
+
 def run_python(prefix, site, args, cwd, env_extra=None, timeout=None):
     env = dict(os.environ, WASIX_PYTHON_SITE=str(site))
     if prefix:
@@ -151,6 +156,8 @@ def main():
         deselect = cfg.get("deselect", {})
         for nodeid in deselect:
             args += ["--deselect", nodeid]
+        for path in cfg.get("ignore", {}):
+            args += ["--ignore", path]
         args += cfg.get("args", [])
         start = time.monotonic()
         try:
@@ -174,13 +181,13 @@ def main():
                 row["passed"] += 1
             elif outcome in ("failed", "error"):
                 row["failed"] += 1
-                pat = next((p for p in fails if fnmatch.fnmatchcase(nid, p)), None)
+                pat = next((p for p in fails if matches(nid, p)), None)
                 if pat is None:
                     problems.append(f"{outcome}: {nid}: {rec['reason']}")
                 seen_fail.add(pat)
             elif outcome == "skipped":
                 row["skipped"] += 1
-                if not any(fnmatch.fnmatchcase(nid, p) for p in skips):
+                if not any(matches(nid, p) for p in skips):
                     problems.append(f"skipped, not in expected.toml: {nid}: {rec['reason']}")
             elif outcome == "xfailed":
                 row["xfailed"] += 1   # the package's own expectation, on every platform
@@ -189,14 +196,24 @@ def main():
         for pat in fails:
             if pat not in seen_fail:
                 problems.append(f"expected to fail but did not fail: {pat}")
-        if rc not in (0, 1):
+        crash = cfg.get("crash")
+        collect_errors = any(r.get("when") == "collect" for r in records)
+        if rc not in (0, 1) and not (rc == 2 and collect_errors):   # 2: collection errors
             crashed = [s for s in started if s not in finished]
             where = crashed[-1] if crashed else "(no test started)"
-            tail = output.strip().splitlines()[-3:]
-            problems.append(f"pytest exit {rc} (crash during {where}): {' | '.join(tail)[:400]}")
+            trap = [l for l in output.splitlines() if "trapped" in l or "panicked" in l]
+            what = (trap or output.strip().splitlines()[-1:] or [""])[0]
+            row["note"] = f"crashed in {where}"
+            if not crash or crash["message"] not in output:
+                problems.append(f"pytest exit {rc} during {where}: {what[-400:]}")
+        elif crash:
+            problems.append("the expected crash did not happen (remove `crash`, review the "
+                            "results)")
         if problems:
             bad.append((name, problems))
             row["note"] = problems[0][:80]
+        elif crash:
+            row["note"] += " (expected)"
 
     # ---- summary ---------------------------------------------------------------------------
     hdr = (f"{'package':14} {'version':14} {'lang':8} {'built':5} {'import':6} {'passed':>6} "

@@ -6,6 +6,7 @@ Output file: $WASIX_REPORT.
 """
 import json
 import os
+import re
 
 _path = os.environ.get("WASIX_REPORT")
 
@@ -14,6 +15,19 @@ def _write(record):
     if _path:
         with open(_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        last = report.longreprtext.strip().splitlines()[-1] if report.longreprtext else ""
+        # A module named by --pyargs fails in the session's collector (empty node id): the
+        # module's path is in the message.
+        nodeid = report.nodeid
+        m = re.search(r"importing test module '([^']+)'", report.longreprtext or "")
+        if not nodeid and m:
+            nodeid = m.group(1)
+        _write({"test": nodeid, "when": "collect", "outcome": "error",
+                "reason": last[:300]})
 
 
 def pytest_runtest_logstart(nodeid, location):
