@@ -31,19 +31,16 @@ int32_t __wasix_reflect_signature(uint32_t function, uint8_t *argument_types,
                                   uint16_t argument_types_len, uint8_t *result_types,
                                   uint16_t result_types_len, struct reflection *result);
 
-/* libc: bumped after every successful dlclose. */
-extern unsigned int __wasix_dlclose_generation;
-
 #define TYPE_I32 0
 #define MAX_PARAMS 3
 /* One byte per table slot (wasix-dl's table has 2^18 slots; pointers past the cache are
  * reflected on every call): 0 not known yet, 1 + n for n i32 parameters and one i32 result,
- * UNSUPPORTED for anything else. */
-#define CACHED_SLOTS (1u << 18)
+ * UNSUPPORTED for anything else. CPython's call sites read it too, to call a function that
+ * takes what they pass directly (pycore_emscripten_trampoline.h). */
 #define UNSUPPORTED 0xff
 
-static uint8_t param_counts[CACHED_SLOTS];
-static unsigned int cache_generation;
+uint8_t _PyWASIX_param_counts[_PyWASIX_CACHED_SLOTS];
+unsigned int _PyWASIX_cache_generation;
 
 static uint8_t
 reflect(uint32_t slot)
@@ -65,18 +62,18 @@ reflect(uint32_t slot)
 static uint8_t
 param_count_entry(uint32_t slot)
 {
-    if (slot >= CACHED_SLOTS) {
+    if (slot >= _PyWASIX_CACHED_SLOTS) {
         return reflect(slot);
     }
     unsigned int generation = __atomic_load_n(&__wasix_dlclose_generation, __ATOMIC_ACQUIRE);
-    if (generation != __atomic_load_n(&cache_generation, __ATOMIC_RELAXED)) {
-        memset(param_counts, 0, sizeof param_counts);
-        __atomic_store_n(&cache_generation, generation, __ATOMIC_RELAXED);
+    if (generation != __atomic_load_n(&_PyWASIX_cache_generation, __ATOMIC_RELAXED)) {
+        memset(_PyWASIX_param_counts, 0, sizeof _PyWASIX_param_counts);
+        __atomic_store_n(&_PyWASIX_cache_generation, generation, __ATOMIC_RELAXED);
     }
-    uint8_t entry = __atomic_load_n(&param_counts[slot], __ATOMIC_RELAXED);
+    uint8_t entry = __atomic_load_n(&_PyWASIX_param_counts[slot], __ATOMIC_RELAXED);
     if (entry == 0) {
         entry = reflect(slot);
-        __atomic_store_n(&param_counts[slot], entry, __ATOMIC_RELAXED);
+        __atomic_store_n(&_PyWASIX_param_counts[slot], entry, __ATOMIC_RELAXED);
     }
     return entry;
 }

@@ -55,6 +55,26 @@ fn an_earlier_rtld_global_library_interposes_a_later_librarys_functions() {
 }
 
 #[test]
+fn dladdr_names_the_module_and_symbol_of_functions_and_data() {
+    same_as_glibc("dladdr");
+}
+
+#[test]
+fn rtld_next_finds_the_next_definition_after_the_caller() {
+    same_as_glibc("rtld_next");
+}
+
+#[test]
+fn a_closed_librarys_atexit_handlers_run_at_dlclose() {
+    same_as_glibc("atexit_dlclose");
+}
+
+#[test]
+fn dlopen_from_a_library_searches_that_librarys_runpath() {
+    same_as_glibc("dlopen_origin");
+}
+
+#[test]
 fn weak_references_and_weak_definitions() {
     same_as_glibc("weak");
 }

@@ -160,6 +160,11 @@ printf '%s\n' "${thread_srcs[@]}" | xargs -P "$jobs" -I{} sh -c \
 cat "$src/thread/sched_param.h" >> "$inc/sched.h"
 cc_sys -c "$src/crt1-command.c" -o "$lib/crt1-command.o"
 cc_sys -c "$src/scrt1.c" -o "$lib/scrt1.o"
+# libc_nonshared.a, linked into every shared library (as glibc's): atexit, dlopen and dlsym
+# that pass the library's own __dso_handle (its exit handlers run at its dlclose; its RUNPATH,
+# RTLD_NEXT). Archive members: a library that defines one of these keeps its own.
+for f in "$src"/nonshared/*.c; do cc_sys -c "$f" -o "$obj/nonshared_$(basename "${f%.c}").o"; done
+"$AR" rcs "$lib/libc_nonshared.a" "$obj"/nonshared_*.o
 for empty in m rt pthread crypt util xnet resolv dl setjmp; do
   [ -e "$lib/lib$empty.a" ] || "$AR" rcs "$lib/lib$empty.a"
 done

@@ -292,6 +292,9 @@ def link_command(root: Path, inv: Invocation, zig: Path, objects, output):
         cmd += ["-pie", "--import-memory", "--export-dynamic",
                 "--export-if-defined=wasi_thread_start", str(lib / "crt1-command.o")]
     cmd += inv.link_flags + objects + inv.link_inputs
+    if inv.shared:
+        # After the inputs: only what they leave undefined is taken (see build-sysroot.sh).
+        cmd += [str(lib / "libc_nonshared.a")]
     # Implied by C++ (unless -nostdlib++), or asked for by name (-lstdc++ ..., also with cc).
     cxx_runtime = (inv.cxx and not inv.no_cxx_runtime) or inv.cxx_runtime
     if cxx_runtime and not inv.static_cxx:

@@ -80,6 +80,11 @@ static int point_set_x(Point *self, PyObject *value) {
 static PyObject *point_norm1(Point *self) {
     return PyLong_FromLong(labs(self->x) + labs(self->y));
 }
+/* The same with the type CPython calls it with: for comparison (benches/python.rs). */
+static PyObject *point_norm1_exact(Point *self, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromLong(labs(self->x) + labs(self->y));
+}
 static PyObject *point_moved(Point *self, PyObject *args) {
     long dx = 0, dy = 0;
     if (!PyArg_ParseTuple(args, "|ll", &dx, &dy))
@@ -95,6 +100,7 @@ static PyGetSetDef point_getset[] = {
 
 static PyMethodDef point_methods[] = {
     {"norm1", (PyCFunction)point_norm1, METH_NOARGS, "|x| + |y|"},
+    {"norm1_exact", (PyCFunction)point_norm1_exact, METH_NOARGS, "|x| + |y|, typed exactly"},
     {"moved", (PyCFunction)(void (*)(void))point_moved, METH_VARARGS | METH_KEYWORDS,
      "moved(dx=0, dy=0) as a tuple"},
     {NULL},

@@ -49,6 +49,7 @@ class GettersSettersAndMethods(unittest.TestCase):
     def test_methods(self):
         p = Point(-2, 5)
         self.assertEqual(p.norm1(), 7)
+        self.assertEqual(p.norm1_exact(), 7)
         self.assertEqual(p.moved(), (-2, 5))
         self.assertEqual(p.moved(1, 1), (-1, 6))
 

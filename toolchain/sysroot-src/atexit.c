@@ -75,7 +75,15 @@ static void call(void *p)
     ((void (*)(void))(uintptr_t)p)();
 }
 
+/* atexit of the module whose __dso_handle is `dso` (libc_nonshared.a's atexit passes a
+ * library's own): its handlers run when that module is unloaded. */
+int __wasix_atexit_dso(void (*func)(void), void *dso)
+{
+    return __cxa_atexit(call, (void *)(uintptr_t)func, dso);
+}
+
+/* The main program's (libraries get libc_nonshared.a's). */
 int atexit(void (*func)(void))
 {
-    return __cxa_atexit(call, (void *)(uintptr_t)func, 0);
+    return __wasix_atexit_dso(func, 0);
 }

@@ -14,6 +14,8 @@ extern "C" {
 #define RTLD_LOCAL    0
 
 #define RTLD_DEFAULT ((void *)0)
+/* dlsym: the next definition after the calling module, in its lookup order. */
+#define RTLD_NEXT    ((void *)-1)
 
 typedef struct {
     const char *dli_fname;
