@@ -86,6 +86,7 @@ mod rewrite;
 mod run;
 mod scope;
 mod search;
+mod stdio;
 mod sync;
 mod thread;
 mod tools;

@@ -26,6 +26,7 @@ use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
 use crate::open::{self, DlState, Loaded, ProcessState};
 use crate::poll;
+use crate::stdio;
 use crate::sync;
 use crate::thread;
 use crate::wasix;
@@ -319,6 +320,7 @@ pub fn thread_imports(
     }
     wasix::define(store, dl_env, &mut imports);
     poll::define(store, dl_env, &mut imports);
+    stdio::define(store, dl_env, &mut imports);
     thread::define(store, dl_env, &mut imports);
     let wrappers = sync::wrap_imports(store, dl_env, &mut imports, memory)?;
     wrappers

@@ -30,6 +30,11 @@ fn same_as_glibc(name: &str) {
 }
 
 #[test]
+fn standard_streams_that_are_pipes_or_files_are_not_terminals() {
+    same_as_glibc("isatty");
+}
+
+#[test]
 fn needed_library_through_runpath() {
     same_as_glibc("uses_side");
 }

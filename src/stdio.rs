@@ -1,0 +1,184 @@
+//! The standard streams as the host has them. wasmer-wasix describes stdin, stdout and stderr
+//! as terminals (character devices, not seekable) whatever they are, so `isatty()` is true for
+//! a pipe or a file and CPython colours tracebacks written to logs. Our `fd_fdstat_get` and
+//! `fd_filestat_get` correct the file type of a descriptor that refers to one of the three
+//! (also after a `dup2`): a terminal stays a character device; the host's `/dev/null` is a
+//! character device that can seek (not a terminal, as natively); a file is a regular file; a
+//! pipe or socket is of unknown type (WASI has no FIFO). And since wasmer-wasix answers
+//! `fd_fdstat_get` for descriptors 0-2 by their number, one that now refers to something else
+//! (`dup2` of a file onto stdout) gets that file's type.
+
+use wasmer::{
+    AsStoreMut, Extern, Function, FunctionEnv, FunctionEnvMut, Imports, RuntimeError, Value,
+};
+
+use crate::open::DlState;
+
+/// wasmer-wasix's inode numbers of its stdin, stdout and stderr (fs/mod.rs `FS_STDIN_INO`...),
+/// in host descriptor order.
+const STDIO_INODES: std::ops::RangeInclusive<u64> = 10..=12;
+
+// WASI's layouts (wasi_snapshot_preview1, wasix_32v1): fdstat and filestat.
+const FDSTAT_RIGHTS: u64 = 8;
+const FILESTAT_SIZE: u32 = 64;
+const FILESTAT_INO: u64 = 8;
+const FILESTAT_FILETYPE: u64 = 16;
+const FILETYPE_UNKNOWN: u8 = 0;
+const FILETYPE_CHARACTER_DEVICE: u8 = 2;
+const FILETYPE_REGULAR_FILE: u8 = 4;
+const RIGHTS_FD_SEEK: u64 = 1 << 2;
+const RIGHTS_FD_TELL: u64 = 1 << 5;
+
+/// What the host's descriptor `host_fd` is, as a WASI file type, and whether it can seek.
+fn host_truth(host_fd: i32) -> (u8, bool) {
+    // SAFETY: isatty and fstat only read the descriptor's state into our own struct.
+    let (tty, stat) = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        let ok = libc::fstat(host_fd, &mut stat) == 0;
+        (libc::isatty(host_fd) == 1, ok.then_some(stat))
+    };
+    let mode = stat.map_or(0, |s| s.st_mode & libc::S_IFMT);
+    match mode {
+        _ if tty => (FILETYPE_CHARACTER_DEVICE, false),
+        libc::S_IFCHR => (FILETYPE_CHARACTER_DEVICE, true),
+        libc::S_IFREG => (FILETYPE_REGULAR_FILE, true),
+        _ => (FILETYPE_UNKNOWN, false),
+    }
+}
+
+/// Wraps `fd_fdstat_get` and `fd_filestat_get` of the WASI namespaces with these layouts.
+pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
+    for ns in ["wasi_snapshot_preview1", "wasix_32v1"] {
+        let (Some(Extern::Function(fdstat)), Some(Extern::Function(filestat))) = (
+            imports.get_export(ns, "fd_fdstat_get"),
+            imports.get_export(ns, "fd_filestat_get"),
+        ) else {
+            continue;
+        };
+        let runtime_filestat = filestat.clone();
+        let fdstat_wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                                   fd: i32,
+                                   buf: u32|
+              -> Result<i32, RuntimeError> {
+            let errno = call(&mut ctx, &fdstat, fd, buf)?;
+            // wasmer-wasix answers for descriptors 0-2 by number, whatever they refer to now.
+            if errno == 0 && (0..=2).contains(&fd) {
+                let (filetype, seekable) = match what_is(&mut ctx, &runtime_filestat, fd)? {
+                    Some(What::Stdio(host_fd)) => host_truth(host_fd),
+                    Some(What::Other(filetype)) => (filetype, filetype == FILETYPE_REGULAR_FILE),
+                    None => return Ok(errno),
+                };
+                correct_fdstat(&ctx, buf, filetype, seekable);
+            }
+            Ok(errno)
+        };
+        let filestat_wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                                     fd: i32,
+                                     buf: u32|
+              -> Result<i32, RuntimeError> {
+            let errno = call(&mut ctx, &filestat, fd, buf)?;
+            if errno == 0 {
+                if let Some(host_fd) = read_u64(&ctx, u64::from(buf) + FILESTAT_INO)
+                    .filter(|ino| STDIO_INODES.contains(ino))
+                    .map(|ino| (ino - STDIO_INODES.start()) as i32)
+                {
+                    write(
+                        &ctx,
+                        u64::from(buf) + FILESTAT_FILETYPE,
+                        &[host_truth(host_fd).0],
+                    );
+                }
+            }
+            Ok(errno)
+        };
+        imports.define(
+            ns,
+            "fd_fdstat_get",
+            Function::new_typed_with_env(store, env, fdstat_wrapper),
+        );
+        imports.define(
+            ns,
+            "fd_filestat_get",
+            Function::new_typed_with_env(store, env, filestat_wrapper),
+        );
+    }
+}
+
+fn call(
+    ctx: &mut FunctionEnvMut<DlState>,
+    f: &Function,
+    fd: i32,
+    buf: u32,
+) -> Result<i32, RuntimeError> {
+    let result = f.call(ctx, &[Value::I32(fd), Value::I32(buf as i32)])?;
+    Ok(result.first().and_then(Value::i32).unwrap_or(0))
+}
+
+/// What a guest descriptor refers to.
+enum What {
+    /// A standard stream of the host (0, 1, 2).
+    Stdio(i32),
+    /// Something else, of this WASI file type.
+    Other(u8),
+}
+
+/// What guest descriptor `fd` refers to, from its filestat, asked of wasmer-wasix into scratch
+/// space below the thread's stack pointer (free during a host call: nothing runs on this
+/// thread's stack meanwhile).
+fn what_is(
+    ctx: &mut FunctionEnvMut<DlState>,
+    filestat: &Function,
+    fd: i32,
+) -> Result<Option<What>, RuntimeError> {
+    let Some(loaded) = ctx.data().loaded.as_ref() else {
+        return Ok(None);
+    };
+    let stack_pointer = loaded.group.stack_pointer.clone();
+    let Some(sp) = stack_pointer.get(ctx).i32().map(|sp| sp as u32) else {
+        return Ok(None);
+    };
+    let Some(scratch) = sp.checked_sub(2 * FILESTAT_SIZE).map(|s| s & !7) else {
+        return Ok(None);
+    };
+    if call(ctx, filestat, fd, scratch)? != 0 {
+        return Ok(None);
+    }
+    let Some(ino) = read_u64(ctx, u64::from(scratch) + FILESTAT_INO) else {
+        return Ok(None);
+    };
+    if STDIO_INODES.contains(&ino) {
+        return Ok(Some(What::Stdio((ino - STDIO_INODES.start()) as i32)));
+    }
+    let mut filetype = [0u8];
+    let loaded = ctx.data().loaded.as_ref();
+    let read = loaded.map(|l| {
+        let view = l.group.memory.view(ctx);
+        view.read(u64::from(scratch) + FILESTAT_FILETYPE, &mut filetype)
+    });
+    Ok(matches!(read, Some(Ok(()))).then_some(What::Other(filetype[0])))
+}
+
+fn correct_fdstat(ctx: &FunctionEnvMut<DlState>, buf: u32, filetype: u8, seekable: bool) {
+    let buf = u64::from(buf);
+    write(ctx, buf, &[filetype]);
+    if seekable {
+        if let Some(rights) = read_u64(ctx, buf + FDSTAT_RIGHTS) {
+            let rights = rights | RIGHTS_FD_SEEK | RIGHTS_FD_TELL;
+            write(ctx, buf + FDSTAT_RIGHTS, &rights.to_le_bytes());
+        }
+    }
+}
+
+fn read_u64(ctx: &FunctionEnvMut<DlState>, address: u64) -> Option<u64> {
+    let loaded = ctx.data().loaded.as_ref()?;
+    let view = loaded.group.memory.view(ctx);
+    let mut bytes = [0u8; 8];
+    view.read(address, &mut bytes).ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+fn write(ctx: &FunctionEnvMut<DlState>, address: u64, bytes: &[u8]) {
+    if let Some(loaded) = ctx.data().loaded.as_ref() {
+        let _ = loaded.group.memory.view(ctx).write(address, bytes);
+    }
+}
