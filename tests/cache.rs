@@ -10,8 +10,7 @@ fn run_with_cache(cache: &std::path::Path) -> std::process::Output {
         .current_dir(fixtures())
         .env("WASIX_DL_CACHE", cache)
         .env_remove("WASIX_DL_NO_CACHE")
-        .output()
-        .unwrap()
+        .output_in_time()
 }
 
 fn artifacts(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -70,8 +69,7 @@ fn the_cache_keeps_to_its_size_limit_by_evicting_the_least_recently_used() {
             .env("WASIX_DL_CACHE", &cache)
             .env("WASIX_DL_CACHE_MAX_BYTES", max_bytes.to_string())
             .env_remove("WASIX_DL_NO_CACHE")
-            .output()
-            .unwrap()
+            .output_in_time()
     };
     let out = limited(u64::MAX);
     assert_eq!(stdout(&out), "45\n", "stderr: {}", stderr(&out));

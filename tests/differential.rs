@@ -13,8 +13,7 @@ fn same_as_glibc(name: &str) {
     let native_dir = fixtures().join("native");
     let native = Command::new(native_dir.join(name))
         .current_dir(&native_dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the native {name}: {e}"));
+        .output_in_time();
     let wasm = run_in(fixtures(), &["--dir", ".", &format!("{name}.wasm")], b"");
     assert_eq!(
         stdout(&wasm),
@@ -235,8 +234,7 @@ fn the_same_with_the_fenced_host_call_wrappers_of_systems_without_membarrier() {
     for name in ["sync_blocked", "sync_stress"] {
         let native = Command::new(native_dir.join(name))
             .current_dir(&native_dir)
-            .output()
-            .unwrap();
+            .output_in_time();
         let mut wasm = wasix_dl();
         wasm.args(["run", "--dir", ".", &format!("{name}.wasm")])
             .current_dir(fixtures())

@@ -18,8 +18,7 @@ fn extensions() -> &'static Path {
         let out = Command::new("bash")
             .arg(root().join("python-demo/build-extensions.sh"))
             .arg("--check")
-            .output()
-            .expect("bash runs python-demo/build-extensions.sh");
+            .output_in_time();
         assert!(
             out.status.success(),
             "CPython or the extensions are not built:\n{}",

@@ -35,7 +35,13 @@ fn hello_prints_arguments_and_environment_and_returns_the_exit_code() {
 
 #[test]
 fn exit_status_zero_by_default_and_host_environment_not_inherited() {
-    let out = run_in(fixtures(), &[fixture("hello.wasm").to_str().unwrap()], b"");
+    // hello.wasm prints GREETING and exits with EXIT_CODE when they are set in the guest.
+    let mut cmd = wasix_dl();
+    cmd.args(["run", fixture("hello.wasm").to_str().unwrap()])
+        .current_dir(fixtures())
+        .env("GREETING", "from the host")
+        .env("EXIT_CODE", "7");
+    let out = cmd.output_in_time();
     assert_eq!(stdout(&out), "hello\n", "stderr: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(0));
 }
@@ -336,7 +342,7 @@ fn load_errors_name_the_file_and_the_cause() {
 
 #[test]
 fn help_documents_every_flag() {
-    let out = wasix_dl().args(["run", "--help"]).output().unwrap();
+    let out = wasix_dl().args(["run", "--help"]).output_in_time();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--dir",

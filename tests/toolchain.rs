@@ -50,8 +50,7 @@ fn system_libs() -> PathBuf {
     let out = std::process::Command::new("python3")
         .arg(root().join("toolchain/wasix_toolchain.py"))
         .arg("system-libs")
-        .output()
-        .unwrap();
+        .output_in_time();
     assert!(out.status.success(), "{}", stderr(&out));
     PathBuf::from(stdout(&out).trim())
 }
@@ -203,8 +202,7 @@ fn pthread_is_accepted_and_the_same_program_builds_without_it() {
             .args(["-O2", "-o", out])
             .arg(root().join("fixtures/src/hello.c"))
             .current_dir(&dir)
-            .output()
-            .unwrap();
+            .output_in_time();
         assert!(
             built.status.success(),
             "{flag:?}: {}",
@@ -258,8 +256,7 @@ fn static_libstdcxx_links_the_archives_and_needs_no_system_library() {
         .args(["-O2", "-static-libstdc++", "-o", "exceptions.wasm"])
         .arg(root().join("fixtures/src/exceptions.cpp"))
         .current_dir(&dir)
-        .output()
-        .unwrap();
+        .output_in_time();
     assert!(built.status.success(), "{}", stderr(&built));
     let wasm = std::fs::read(dir.join("exceptions.wasm")).unwrap();
     let info = wasix_dl::parse_dylink("exceptions.wasm", &wasm)

@@ -7,8 +7,7 @@ fn cli(args: &[&str]) -> std::process::Output {
     wasix_dl()
         .args(args)
         .current_dir(fixtures())
-        .output()
-        .unwrap()
+        .output_in_time()
 }
 
 #[test]
@@ -34,8 +33,7 @@ fn ldd_says_not_found_and_not_a_dynamic_executable() {
     let out = wasix_dl()
         .args(["ldd", "plain.wasm"])
         .current_dir(&dir)
-        .output()
-        .unwrap();
+        .output_in_time();
     assert_eq!(stdout(&out), "\tnot a dynamic executable\n");
 }
 
@@ -73,8 +71,7 @@ fn debug_trace_shows_libraries_bindings_and_symbol_lookups() {
         .args(["run", "--dir", ".", "uses_side.wasm"])
         .current_dir(fixtures())
         .env("WASIX_DL_DEBUG", "libs,bindings,symbols")
-        .output()
-        .unwrap();
+        .output_in_time();
     assert_eq!(stdout(&out), "45\n");
     let trace = stderr(&out);
     let dir = fixtures().display().to_string();

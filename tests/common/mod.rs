@@ -58,6 +58,19 @@ pub fn output_within(cmd: Command, input: &[u8], limit: Duration) -> Output {
     interact(cmd, None, input, limit)
 }
 
+/// Every command a test starts has a deadline: `cmd.output_in_time()` is `output()` that
+/// kills the program and fails the test after two minutes (a hang is a bug, not a slow test).
+pub trait Deadline {
+    fn output_in_time(&mut self) -> Output;
+}
+
+impl Deadline for Command {
+    fn output_in_time(&mut self) -> Output {
+        let cmd = std::mem::replace(self, Command::new("false"));
+        output_within(cmd, b"", Duration::from_secs(120))
+    }
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
