@@ -101,7 +101,9 @@ def main():
         state_file.write_text(json.dumps(state, indent=1))
         (out / ".built").touch()
     state = json.loads(state_file.read_text())
-    prefix = a.prefix if a.prefix_explicit else None
+    # Always this install: run-python would otherwise take build-python.sh's, which may be
+    # another one (or start building it).
+    prefix = a.prefix
 
     # The libc has no umask(), so os.umask is missing and pytest's cache plugin dies when it
     # creates .pytest_cache (see README). Until it exists, the cache plugin is off.
