@@ -37,7 +37,7 @@ CONSTRAINTS = HERE / "build-constraints.txt"
 # What decides how a wheel is built, besides the CPython install: the build requirement pins
 # and the recipe (the cross environment of Target.env and Builder.build_tree). Bump RECIPE when
 # a change of these scripts changes what a build produces: wheels built before are then stale.
-RECIPE = 1
+RECIPE = 2
 SCRIPT_INPUTS = [CONSTRAINTS]
 
 
@@ -111,7 +111,17 @@ class Target:
         """PYTHONPATH entry of the build backends: the target's _sysconfigdata and a sitecustomize."""
         d = self.dir / "cross"
         d.mkdir(exist_ok=True)
-        shutil.copy(self.sysconfigdata, d / self.sysconfigdata.name)
+        # The compilers of this checkout: an install built in another worktree names that
+        # worktree's toolchain/bin, which may be gone (and its drivers are the same files).
+        text = self.sysconfigdata.read_text()
+        baked = str(Path(self.vars["CC"].split()[0]).parent)
+        ours = str(REPO / "toolchain" / "bin")
+        if baked != ours:
+            log(f"note: {self.prefix.name} was configured with {baked}; using {ours}")
+            text = text.replace(baked + "/", ours + "/")
+            self.vars = {k: v.replace(baked + "/", ours + "/") if isinstance(v, str) else v
+                         for k, v in self.vars.items()}
+        (d / self.sysconfigdata.name).write_text(text)
         (d / "sitecustomize.py").write_text(
             "# Loaded by the native CPython when it runs a build backend for the WASIX target.\n"
             "# The native CPython runs from its source tree, so sys._home names that tree and\n"
