@@ -87,6 +87,7 @@ mod run;
 mod scope;
 mod search;
 mod stdio;
+mod symlink;
 mod sync;
 mod thread;
 mod tools;

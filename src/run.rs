@@ -27,6 +27,7 @@ use crate::load::{GuestFs, LoadedModule};
 use crate::open::{self, DlState, Loaded, ProcessState};
 use crate::poll;
 use crate::stdio;
+use crate::symlink;
 use crate::sync;
 use crate::thread;
 use crate::wasix;
@@ -206,6 +207,7 @@ fn instantiate_main(
     let cwd = guest_cwd(config);
     let process = Arc::new(ProcessState {
         fs: guest_fs.clone(),
+        dirs: config.dirs.clone(),
         compiler: compiler.clone(),
         cwd: Mutex::new(cwd.clone()),
         load_lock: Default::default(),
@@ -321,6 +323,7 @@ pub fn thread_imports(
     wasix::define(store, dl_env, &mut imports);
     poll::define(store, dl_env, &mut imports);
     stdio::define(store, dl_env, &mut imports);
+    symlink::define(store, dl_env, &mut imports);
     thread::define(store, dl_env, &mut imports);
     let wrappers = sync::wrap_imports(store, dl_env, &mut imports, memory)?;
     wrappers

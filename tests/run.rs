@@ -312,6 +312,24 @@ fn a_library_opened_again_unchanged_is_not_read_or_compiled_again() {
 }
 
 #[test]
+fn symlink_creates_the_link_on_the_host_and_refuses_links_out_of_the_sandbox() {
+    let dir = scratch("symlink");
+    std::fs::copy(fixture("symlink.wasm"), dir.join("symlink.wasm")).unwrap();
+    let out = run_in(&dir, &["--dir", ".", "symlink.wasm"], b"");
+    assert_eq!(
+        stdout(&out),
+        "symlink: ok\nreadlink: target.txt\nread: through the link\n\
+         symlink out of the sandbox: Operation not permitted\n\
+         relative symlink out of the sandbox: Operation not permitted\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    let link = std::fs::read_link(dir.join("link.txt")).expect("the link exists on the host");
+    assert_eq!(link, std::path::Path::new("target.txt"));
+    assert!(!dir.join("escape.txt").exists() && !dir.join("escape2.txt").exists());
+}
+
+#[test]
 fn load_errors_name_the_file_and_the_cause() {
     let dir = scratch("bad");
     std::fs::write(dir.join("notwasm.wasm"), b"#!/bin/sh\necho hi\n").unwrap();
