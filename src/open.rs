@@ -55,7 +55,7 @@ impl DlState {
 pub struct ProcessState {
     pub fs: GuestFs,
     /// The host directories the guest sees (`--dir`), for what must reach the host itself
-    /// (see [`crate::symlink`]).
+    /// (see [`crate::hostfs`]).
     pub dirs: Vec<crate::fs::MappedDir>,
     pub compiler: Compiler,
     /// Working directory for relative paths from programs whose libc passes them as is:

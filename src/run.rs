@@ -20,6 +20,7 @@ use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
 use crate::group::{self, InstanceGroup};
+use crate::hostfs;
 use crate::init::{self, ToInit};
 use crate::layout::TABLE_CAPACITY;
 use crate::linker::{self, Linker, SearchEnv};
@@ -27,7 +28,6 @@ use crate::load::{GuestFs, LoadedModule};
 use crate::open::{self, DlState, Loaded, ProcessState};
 use crate::poll;
 use crate::stdio;
-use crate::symlink;
 use crate::sync;
 use crate::thread;
 use crate::wasix;
@@ -323,7 +323,7 @@ pub fn thread_imports(
     wasix::define(store, dl_env, &mut imports);
     poll::define(store, dl_env, &mut imports);
     stdio::define(store, dl_env, &mut imports);
-    symlink::define(store, dl_env, &mut imports);
+    hostfs::define(store, dl_env, &mut imports);
     thread::define(store, dl_env, &mut imports);
     let wrappers = sync::wrap_imports(store, dl_env, &mut imports, memory)?;
     wrappers

@@ -34,6 +34,11 @@ fn standard_streams_that_are_pipes_or_files_are_not_terminals() {
 }
 
 #[test]
+fn file_times_set_by_utime_and_utimensat_reach_the_file() {
+    same_as_glibc("utimes");
+}
+
+#[test]
 fn needed_library_through_runpath() {
     same_as_glibc("uses_side");
 }

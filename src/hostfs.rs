@@ -1,10 +1,14 @@
-//! `path_symlink` that creates the link. wasmer-wasix's host file system cannot create
-//! symbolic links: it records one in its own inode table, so `symlink()` returns 0 while
-//! nothing exists on disk (other processes, and this one's next run, see nothing). Ours
-//! creates a link in a mapped directory on the host, when both the link and what it points to
-//! stay inside the mapped directories (a link to anywhere else would let the guest out of its
-//! sandbox: the host file system follows links); anywhere else it fails with `EPERM`. In the
-//! guest's in-memory root (outside every mapped directory) wasmer-wasix's own links remain.
+//! File-system calls that wasmer-wasix's host file system does not carry out on the host; ours
+//! resolve the guest path (wasi-libc passes a preopened directory and a path relative to it)
+//! to the host path in a mapped directory and do the work there. Outside every mapped
+//! directory (the guest's in-memory root) wasmer-wasix's own calls remain.
+//!
+//! - `path_symlink`: wasmer-wasix records a link in its own inode table, so `symlink()` returns
+//!   0 while nothing exists on disk. Ours creates it on the host when both the link and what
+//!   it points to stay inside the mapped directories (a link to anywhere else would let the
+//!   guest out of its sandbox: the host file system follows links), else fails with `EPERM`.
+//! - `path_filestat_set_times`: wasmer-wasix's returns 0 and changes nothing for host files
+//!   (`utime`, `touch -d`, tarfile and zipfile restoring dates). Ours sets them (`utimensat`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,9 +21,10 @@ use crate::fs::MappedDir;
 use crate::open::DlState;
 use crate::search;
 
-/// Wraps `path_symlink` of the WASI namespaces in `imports`.
+/// Wraps `path_symlink` and `path_filestat_set_times` of the WASI namespaces in `imports`.
 pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
     for ns in ["wasi_unstable", "wasi_snapshot_preview1", "wasix_32v1"] {
+        define_set_times(store, env, imports, ns);
         let (
             Some(Extern::Function(runtime)),
             Some(Extern::Function(prestat)),
@@ -63,6 +68,91 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
             "path_symlink",
             Function::new_typed_with_env(store, env, wrapper),
         );
+    }
+}
+
+/// `path_filestat_set_times(fd, lookup_flags, path, path_len, atim, mtim, fst_flags)`.
+fn define_set_times(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<DlState>,
+    imports: &mut Imports,
+    ns: &str,
+) {
+    let (
+        Some(Extern::Function(runtime)),
+        Some(Extern::Function(prestat)),
+        Some(Extern::Function(prestat_name)),
+    ) = (
+        imports.get_export(ns, "path_filestat_set_times"),
+        imports.get_export(ns, "fd_prestat_get"),
+        imports.get_export(ns, "fd_prestat_dir_name"),
+    )
+    else {
+        return;
+    };
+    let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                        fd: i32,
+                        lookup: i32,
+                        path: u32,
+                        path_len: u32,
+                        atim: i64,
+                        mtim: i64,
+                        fst_flags: i32|
+          -> Result<i32, RuntimeError> {
+        let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
+        let guest = read(&ctx, path, path_len);
+        let dirs = ctx.data().process.dirs.clone();
+        let host = (dir.zip(guest))
+            .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)))
+            .and_then(|guest| host_path(&dirs, &guest));
+        let Some((_, host)) = host else {
+            let args = [
+                Value::I32(fd),
+                Value::I32(lookup),
+                Value::I32(path as i32),
+                Value::I32(path_len as i32),
+                Value::I64(atim),
+                Value::I64(mtim),
+                Value::I32(fst_flags),
+            ];
+            return Ok(runtime
+                .call(&mut ctx, &args)?
+                .first()
+                .and_then(Value::i32)
+                .unwrap_or(0));
+        };
+        Ok(set_times(&host, lookup & 1 != 0, atim, mtim, fst_flags as u16) as i32)
+    };
+    imports.define(
+        ns,
+        "path_filestat_set_times",
+        Function::new_typed_with_env(store, env, wrapper),
+    );
+}
+
+/// `utimensat` on the host, with WASI's flags (ATIM 1, ATIM_NOW 2, MTIM 4, MTIM_NOW 8).
+fn set_times(host: &Path, follow: bool, atim: i64, mtim: i64, flags: u16) -> Errno {
+    let time = |set: u16, now: u16, ns: i64| {
+        let (tv_sec, tv_nsec) = if flags & now != 0 {
+            (0, libc::UTIME_NOW)
+        } else if flags & set != 0 {
+            (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
+        } else {
+            (0, libc::UTIME_OMIT)
+        };
+        libc::timespec { tv_sec, tv_nsec }
+    };
+    let times = [time(1, 2, atim), time(4, 8, mtim)];
+    let Ok(path) = std::ffi::CString::new(host.as_os_str().as_encoded_bytes()) else {
+        return Errno::Inval;
+    };
+    let at_flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    // SAFETY: a NUL-terminated path and two timespecs, as utimensat wants.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), at_flags) };
+    if rc == 0 {
+        Errno::Success
+    } else {
+        errno_of(&std::io::Error::last_os_error())
     }
 }
 
@@ -187,10 +277,15 @@ fn call(
 }
 
 fn errno_of(e: &std::io::Error) -> Errno {
-    match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Errno::Exist,
-        std::io::ErrorKind::NotFound => Errno::Noent,
-        std::io::ErrorKind::PermissionDenied => Errno::Access,
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => Errno::Exist,
+        Some(libc::ENOENT) => Errno::Noent,
+        Some(libc::EACCES) => Errno::Access,
+        Some(libc::EPERM) => Errno::Perm,
+        Some(libc::ENOTDIR) => Errno::Notdir,
+        Some(libc::ELOOP) => Errno::Loop,
+        Some(libc::EINVAL) => Errno::Inval,
+        Some(libc::EROFS) => Errno::Rofs,
         _ => Errno::Io,
     }
 }
