@@ -35,8 +35,7 @@ if [ ! -e "$nvenv/.complete" ]; then
 fi
 
 cd "$here/python_packages"
-# shellcheck disable=SC2030,SC2031
-wasm="$(WASIX_PYTHON_PREFIX="${WASIX_PYTHON_PREFIX:-}" WASIX_PYTHON_SITE="$site" \
+wasm="$(WASIX_PYTHON_PREFIX="$prefix" WASIX_PYTHON_SITE="$site" \
         "$demo/run-python" workload.py "$reps" "${packages[@]}")"
 nat="$("$nvenv/bin/python" workload.py "$reps" "${packages[@]}")"
 python3 - "$wasm" "$nat" "$reps" <<'PY'
