@@ -71,6 +71,7 @@ def wasix_dl_binary():
     candidates = []
     if os.environ.get("CARGO_TARGET_DIR"):
         candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "wasix-dl")
+    candidates.append(Path.home() / ".cache" / "wasix-dl" / "cargo-target" / "release" / "wasix-dl")
     candidates.append(REPO / "target" / "release" / "wasix-dl")
     for c in candidates:
         if c.exists():
