@@ -9,6 +9,9 @@
 //!   guest out of its sandbox: the host file system follows links), else fails with `EPERM`.
 //! - `path_filestat_set_times`: wasmer-wasix's returns 0 and changes nothing for host files
 //!   (`utime`, `touch -d`, tarfile and zipfile restoring dates). Ours sets them (`utimensat`).
+//! - `fd_readdir`: wasmer-wasix gives host directory entries inode 0; ours fills in the
+//!   inode `stat` reports for the entry (`scandir`'s `inode()`, `ls -i`), asked of
+//!   wasmer-wasix's `path_filestat_get`.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +28,7 @@ use crate::search;
 pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
     for ns in ["wasi_unstable", "wasi_snapshot_preview1", "wasix_32v1"] {
         define_set_times(store, env, imports, ns);
+        define_readdir(store, env, imports, ns);
         let (
             Some(Extern::Function(runtime)),
             Some(Extern::Function(prestat)),
@@ -130,6 +134,121 @@ fn define_set_times(
     );
 }
 
+/// `fd_readdir(fd, buf, buf_len, cookie, bufused)`, with each entry's inode.
+fn define_readdir(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<DlState>,
+    imports: &mut Imports,
+    ns: &str,
+) {
+    let (Some(Extern::Function(runtime)), Some(Extern::Function(filestat))) = (
+        imports.get_export(ns, "fd_readdir"),
+        imports.get_export(ns, "path_filestat_get"),
+    ) else {
+        return;
+    };
+    let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                        fd: i32,
+                        buf: u32,
+                        buf_len: u32,
+                        cookie: i64,
+                        bufused: u32|
+          -> Result<i32, RuntimeError> {
+        let args = [
+            Value::I32(fd),
+            Value::I32(buf as i32),
+            Value::I32(buf_len as i32),
+            Value::I64(cookie),
+            Value::I32(bufused as i32),
+        ];
+        let errno = runtime
+            .call(&mut ctx, &args)?
+            .first()
+            .and_then(Value::i32)
+            .unwrap_or(0);
+        if errno == 0 {
+            fill_inodes(&mut ctx, &filestat, fd, buf, bufused)?;
+        }
+        Ok(errno)
+    };
+    imports.define(
+        ns,
+        "fd_readdir",
+        Function::new_typed_with_env(store, env, wrapper),
+    );
+}
+
+/// Dirents: d_next u64, d_ino u64 at 8, d_namlen u32 at 16, d_type u8 at 20, then the name.
+const DIRENT_SIZE: u32 = 24;
+/// Filestat: st_ino u64 at 8 (of 64 bytes).
+const FILESTAT_INO: u64 = 8;
+
+/// Writes the inode of every whole entry of `buf` whose inode is 0.
+fn fill_inodes(
+    ctx: &mut FunctionEnvMut<DlState>,
+    filestat: &Function,
+    fd: i32,
+    buf: u32,
+    bufused: u32,
+) -> Result<(), RuntimeError> {
+    let Some(scratch) = scratch(ctx, 64) else {
+        return Ok(());
+    };
+    let Some(used) = read_u32(ctx, bufused) else {
+        return Ok(());
+    };
+    let mut at = 0;
+    while at + DIRENT_SIZE <= used {
+        let (Some(ino), Some(namlen)) = (read_u64(ctx, buf + at + 8), read_u32(ctx, buf + at + 16))
+        else {
+            return Ok(());
+        };
+        let name = buf + at + DIRENT_SIZE;
+        if at + DIRENT_SIZE + namlen > used {
+            break; // cut off: the guest asks again from this entry
+        }
+        if ino == 0 {
+            let args = [fd, 0, name as i32, namlen as i32, scratch as i32].map(Value::I32);
+            let found = filestat.call(ctx, &args)?.first().and_then(Value::i32) == Some(0);
+            if let Some(ino) = found
+                .then(|| read_u64(ctx, scratch + FILESTAT_INO as u32))
+                .flatten()
+            {
+                let view = loaded_view(ctx)?;
+                let _ = view.write(u64::from(buf + at + 8), &ino.to_le_bytes());
+            }
+        }
+        at += DIRENT_SIZE + namlen;
+    }
+    Ok(())
+}
+
+/// `size` bytes of scratch space below the thread's stack pointer (free during a host call:
+/// nothing runs on this thread's stack meanwhile), 8-aligned.
+fn scratch(ctx: &mut FunctionEnvMut<DlState>, size: u32) -> Option<u32> {
+    let stack_pointer = ctx.data().loaded.as_ref()?.group.stack_pointer.clone();
+    let sp = stack_pointer.get(ctx).i32()? as u32;
+    sp.checked_sub(size).map(|s| s & !7)
+}
+
+fn read_u32(ctx: &FunctionEnvMut<DlState>, address: u32) -> Option<u32> {
+    let mut bytes = [0u8; 4];
+    loaded_view(ctx)
+        .ok()?
+        .read(u64::from(address), &mut bytes)
+        .ok()?;
+    Some(u32::from_le_bytes(bytes))
+}
+
+fn read_u64(ctx: &FunctionEnvMut<DlState>, address: u32) -> Option<u64> {
+    let mut bytes = [0u8; 8];
+    loaded_view(ctx)
+        .ok()?
+        .read(u64::from(address), &mut bytes)
+        .ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
 /// `utimensat` on the host, with WASI's flags (ATIM 1, ATIM_NOW 2, MTIM 4, MTIM_NOW 8).
 fn set_times(host: &Path, follow: bool, atim: i64, mtim: i64, flags: u16) -> Errno {
     let time = |set: u16, now: u16, ns: i64| {
@@ -205,13 +324,7 @@ fn preopen_name(
     (prestat, prestat_name): (&Function, &Function),
     fd: i32,
 ) -> Result<Option<String>, RuntimeError> {
-    // Scratch space below the thread's stack pointer: free during a host call.
-    let Some(loaded) = ctx.data().loaded.as_ref() else {
-        return Ok(None);
-    };
-    let stack_pointer = loaded.group.stack_pointer.clone();
-    let Some(scratch) = (stack_pointer.get(ctx).i32()).and_then(|sp| (sp as u32).checked_sub(4096))
-    else {
+    let Some(scratch) = scratch(ctx, 4096) else {
         return Ok(None);
     };
     let ok = |result: Box<[Value]>| result.first().and_then(Value::i32) == Some(0);

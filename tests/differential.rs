@@ -39,6 +39,11 @@ fn file_times_set_by_utime_and_utimensat_reach_the_file() {
 }
 
 #[test]
+fn readdir_gives_each_entry_the_inode_stat_reports() {
+    same_as_glibc("readdir_ino");
+}
+
+#[test]
 fn needed_library_through_runpath() {
     same_as_glibc("uses_side");
 }
