@@ -114,14 +114,17 @@ cc_sys -c "$src/wasix_cwd.c" -o "$obj/wasix_cwd.o"
 cc_sys -c "$src/atexit.c" -o "$obj/atexit_dso.o"
 cc_sys -c "$src/pipe.c" -o "$obj/pipe.o"
 cc_sys -c "$src/dup.c" -o "$obj/dup.o"
+cc_sys -c "$src/utimens.c" -o "$obj/utimens.o"
 # Our fcntl (duplication) hands the other commands to cloudlibc's, renamed and hidden.
 cc_sys -c "$src/fcntl.c" -o "$obj/fcntl.o"
 cc_sys -D'fcntl=__attribute__((__visibility__("hidden"))) __cloudlibc_fcntl' \
   -c "$WORK/wasi-libc/libc-bottom-half/cloudlibc/src/libc/fcntl/fcntl.c" -o "$obj/cloudlibc_fcntl.o"
 "$AR" d "$lib/libc.a" atexit.o   # musl's, whose __cxa_finalize does nothing
 "$AR" d "$lib/libc.a" fcntl.o    # cloudlibc's, replaced by the two above
+"$AR" d "$lib/libc.a" utimensat.o futimens.o   # cloudlibc's, miscompiled (see utimens.c)
 "$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o" \
-  "$obj/atexit_dso.o" "$obj/pipe.o" "$obj/dup.o" "$obj/fcntl.o" "$obj/cloudlibc_fcntl.o"
+  "$obj/atexit_dso.o" "$obj/pipe.o" "$obj/dup.o" "$obj/fcntl.o" "$obj/cloudlibc_fcntl.o" \
+  "$obj/utimens.o"
 
 # POSIX threads: musl's generic thread code from the Debian tree, compiled like the rest of
 # its sources, over our wasm32 glue (sysroot-src/thread: creation, start, exit, join, futexes).
