@@ -116,13 +116,16 @@ t=$SECONDS
 # PKG_CONFIG_*: never find the build machine's zlib, readline, libffi, ... for the wasm host.
 # ac_cv_*dlopen*: the sysroot's dlopen is the WASIX host call, so DYNLOADFILE=dynload_shlib.o.
 # LINKFORSHARED is empty: the driver already makes a PIE main exporting libc and the C API.
+# The compilers are named, not given by path, so that the install's sysconfig (which extension
+# builds read) names no checkout: whoever builds against it puts toolchain/bin on PATH
+# (build-package does).
+export PATH="$repo/toolchain/bin:$PATH"
 (cd "$build" && CONFIG_SITE="$work/config.site" PKG_CONFIG_PATH= \
    PKG_CONFIG_LIBDIR="$sysroot/lib/pkgconfig" \
    "$src/configure" --host=wasm32-wasip1 --build=x86_64-pc-linux-gnu \
      --with-build-python="$build_python" --prefix="$prefix" --without-ensurepip \
-     CC="$repo/toolchain/bin/wasix-cc" CXX="$repo/toolchain/bin/wasix-c++" \
-     LDSHARED="$repo/toolchain/bin/wasix-cc -shared" \
-     LDCXXSHARED="$repo/toolchain/bin/wasix-c++ -shared" CCSHARED=-fPIC LINKFORSHARED= \
+     CC=wasix-cc CXX=wasix-c++ LDSHARED="wasix-cc -shared" LDCXXSHARED="wasix-c++ -shared" \
+     CCSHARED=-fPIC LINKFORSHARED= \
      LDFLAGS="-Wl,--unresolved-symbols=report-all -Wl,--allow-undefined-file=$work/loader-imports.txt" \
      ac_cv_func_dlopen=yes ac_cv_lib_dl_dlopen=no >"$work/configure.log" 2>&1) \
   || { tail -30 "$work/configure.log" >&2; log "configure failed: $work/configure.log"; exit 1; }

@@ -35,8 +35,11 @@ int32_t __wasix_reflect_signature(uint32_t function, uint8_t *argument_types,
 #define MAX_PARAMS 3
 /* One byte per table slot (wasix-dl's table has 2^18 slots; pointers past the cache are
  * reflected on every call): 0 not known yet, 1 + n for n i32 parameters and one i32 result,
- * UNSUPPORTED for anything else. CPython's call sites read it too, to call a function that
- * takes what they pass directly (pycore_emscripten_trampoline.h). */
+ * RETURNS_NOTHING | (1 + n) for n i32 parameters and no result, UNSUPPORTED for anything
+ * else. CPython's call sites read it too, to call a function that takes what they pass
+ * directly (pycore_emscripten_trampoline.h). */
+#define RETURNS_NOTHING 0x10
+#define PARAMS(entry) (((entry) & 0x0f) - 1)
 #define UNSUPPORTED 0xff
 
 uint8_t _PyWASIX_param_counts[_PyWASIX_CACHED_SLOTS];
@@ -48,7 +51,7 @@ reflect(uint32_t slot)
     uint8_t params[MAX_PARAMS], results[1];
     struct reflection r = {0};
     if (__wasix_reflect_signature(slot, params, MAX_PARAMS, results, 1, &r) != 0
-        || r.results != 1 || results[0] != TYPE_I32) {
+        || r.results > 1 || (r.results == 1 && results[0] != TYPE_I32)) {
         return UNSUPPORTED;
     }
     for (int i = 0; i < r.arguments; i++) {
@@ -56,7 +59,7 @@ reflect(uint32_t slot)
             return UNSUPPORTED;
         }
     }
-    return (uint8_t)(1 + r.arguments);
+    return (uint8_t)((r.results == 0 ? RETURNS_NOTHING : 0) | (1 + r.arguments));
 }
 
 static uint8_t
@@ -78,6 +81,10 @@ param_count_entry(uint32_t slot)
     return entry;
 }
 
+typedef void (*void0)(void);
+typedef void (*void1)(void *);
+typedef void (*void2)(void *, void *);
+typedef void (*void3)(void *, void *, void *);
 typedef void *(*call0)(void);
 typedef void *(*call1)(void *);
 typedef void *(*call2)(void *, void *);
@@ -87,7 +94,7 @@ PyObject *
 _PyWASIX_TrampolineCall(void (*func)(void), void *arg1, void *arg2, void *arg3)
 {
     uint8_t entry = param_count_entry((uint32_t)(uintptr_t)func);
-    if (entry == UNSUPPORTED) {
+    if (entry == UNSUPPORTED || (entry & RETURNS_NOTHING)) {
         PyErr_Format(PyExc_SystemError,
                      "C function %p has a signature CPython cannot call (it takes more than "
                      "%d pointer parameters, or does not return a pointer or int)",
@@ -95,7 +102,7 @@ _PyWASIX_TrampolineCall(void (*func)(void), void *arg1, void *arg2, void *arg3)
         return NULL;
     }
     /* Callers pass NULL for the arguments past the ones CPython has. */
-    switch (entry - 1) {
+    switch (PARAMS(entry)) {
     case 0:
         return (PyObject *)((call0)func)();
     case 1:
@@ -104,5 +111,31 @@ _PyWASIX_TrampolineCall(void (*func)(void), void *arg1, void *arg2, void *arg3)
         return (PyObject *)((call2)func)(arg1, arg2);
     default:
         return (PyObject *)((call3)func)(arg1, arg2, arg3);
+    }
+}
+
+void
+_PyWASIX_CallIgnoringResult(void (*func)(void), void *arg1)
+{
+    uint8_t entry = param_count_entry((uint32_t)(uintptr_t)func);
+    if (entry == UNSUPPORTED) {
+        PyErr_Format(PyExc_SystemError,
+                     "C function %p has a signature CPython cannot call", (void *)func);
+        return;
+    }
+    int params = PARAMS(entry);
+    if (entry & RETURNS_NOTHING) {
+        switch (params) {
+        case 0: ((void0)func)(); return;
+        case 1: ((void1)func)(arg1); return;
+        case 2: ((void2)func)(arg1, NULL); return;
+        default: ((void3)func)(arg1, NULL, NULL); return;
+        }
+    }
+    switch (params) {
+    case 0: (void)((call0)func)(); return;
+    case 1: (void)((call1)func)(arg1); return;
+    case 2: (void)((call2)func)(arg1, NULL); return;
+    default: (void)((call3)func)(arg1, NULL, NULL); return;
     }
 }

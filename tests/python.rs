@@ -204,7 +204,7 @@ fn functions_cast_to_wider_types_work_as_natively() {
     success(&out);
     let report = stderr(&out);
     assert!(
-        report.contains("Ran 9 tests") && report.trim_end().ends_with("OK"),
+        report.contains("Ran 10 tests") && report.trim_end().ends_with("OK"),
         "{report}"
     );
 }

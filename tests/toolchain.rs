@@ -274,3 +274,32 @@ fn static_libstdcxx_links_the_archives_and_needs_no_system_library() {
         stderr(&ran)
     );
 }
+
+#[test]
+fn a_header_can_be_preprocessed_but_not_linked() {
+    let dir = scratch("header");
+    std::fs::write(
+        dir.join("api.h"),
+        "#define ANSWER 42\nint answer = ANSWER;\n",
+    )
+    .unwrap();
+    let cc = root().join("toolchain/bin/wasix-cc");
+    let out = std::process::Command::new(&cc)
+        .args(["-E", "api.h"])
+        .current_dir(&dir)
+        .output_in_time();
+    assert!(
+        out.status.success() && stdout(&out).contains("int answer = 42;"),
+        "{}",
+        stderr(&out)
+    );
+    let out = std::process::Command::new(&cc)
+        .args(["api.h", "-o", "api.wasm"])
+        .current_dir(&dir)
+        .output_in_time();
+    assert!(
+        !out.status.success() && stderr(&out).contains("a header is not something to link"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -103,6 +103,13 @@ grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no dup \*/$' "$inc/
   { log "<unistd.h> or <__header_fcntl.h> is no longer as expected for dup"; exit 1; }
 sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no dup \*/$|int dup(int);\nint dup2(int, int);\nint dup3(int, int, int);\n&|' "$inc/unistd.h"
 sed -i 's|^#define F_SETFL (4)$|&\n#define F_DUPFD (0)\n#define F_DUPFD_CLOEXEC (1030)|' "$inc/__header_fcntl.h"
+# getuid, geteuid, getgid, getegid and umask (sysroot-src/ids.c): declared where the headers
+# hide them.
+grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no getuid etc. \*/$' "$inc/unistd.h" &&
+  grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no umask \*/$' "$inc/sys/stat.h" ||
+  { log "<unistd.h> or <sys/stat.h> is no longer as expected for getuid/umask"; exit 1; }
+sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no getuid etc. \*/$|uid_t getuid(void);\nuid_t geteuid(void);\ngid_t getgid(void);\ngid_t getegid(void);\n&|' "$inc/unistd.h"
+sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no umask \*/$|mode_t umask(mode_t);\n&|' "$inc/sys/stat.h"
 
 log "building crt objects, dlfcn, setjmp runtime"
 obj="$WORK/extra"; mkdir -p "$obj"
@@ -115,6 +122,7 @@ cc_sys -c "$src/atexit.c" -o "$obj/atexit_dso.o"
 cc_sys -c "$src/pipe.c" -o "$obj/pipe.o"
 cc_sys -c "$src/dup.c" -o "$obj/dup.o"
 cc_sys -c "$src/utimens.c" -o "$obj/utimens.o"
+cc_sys -c "$src/ids.c" -o "$obj/ids.o"
 # Our fcntl (duplication) hands the other commands to cloudlibc's, renamed and hidden.
 cc_sys -c "$src/fcntl.c" -o "$obj/fcntl.o"
 cc_sys -D'fcntl=__attribute__((__visibility__("hidden"))) __cloudlibc_fcntl' \
@@ -124,7 +132,7 @@ cc_sys -D'fcntl=__attribute__((__visibility__("hidden"))) __cloudlibc_fcntl' \
 "$AR" d "$lib/libc.a" utimensat.o futimens.o   # cloudlibc's, miscompiled (see utimens.c)
 "$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o" \
   "$obj/atexit_dso.o" "$obj/pipe.o" "$obj/dup.o" "$obj/fcntl.o" "$obj/cloudlibc_fcntl.o" \
-  "$obj/utimens.o"
+  "$obj/utimens.o" "$obj/ids.o"
 
 # POSIX threads: musl's generic thread code from the Debian tree, compiled like the rest of
 # its sources, over our wasm32 glue (sysroot-src/thread: creation, start, exit, join, futexes).

@@ -60,6 +60,8 @@ LOADER_EXPORTS = ["__wasm_call_ctors", "__wasm_apply_data_relocs", "__wasm_apply
                   "__tls_align", "__tls_base", "__stack_low", "__stack_high"]
 SOURCE_SUFFIXES = {".c", ".cc", ".cpp", ".cxx", ".c++", ".C", ".s", ".S", ".m"}
 CXX_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".C"}
+# Headers: inputs of -E / -fsyntax-only runs (e.g. `wasix-cc -E x.h`), never linked.
+HEADER_SUFFIXES = {".h", ".hh", ".hpp", ".hxx", ".H"}
 
 
 class DriverError(Exception):
@@ -122,6 +124,7 @@ class Invocation:
         self.shared = False
         self.compile_only = False       # -c / -S / -E / -M
         self.sources = []               # files clang compiles
+        self.headers = []               # headers, for -E / -fsyntax-only
         self.link_inputs = []           # objects, archives, shared libraries, -l, in order
         self.compile_flags = []         # flags for clang
         self.link_flags = []            # flags for wasm-ld (from -Wl, -Xlinker, -L, ...)
@@ -194,6 +197,8 @@ class Invocation:
                 self.sources.append(a)
                 if Path(a).suffix in CXX_SUFFIXES:
                     self.cxx = True
+            elif Path(a).suffix in HEADER_SUFFIXES:
+                self.headers.append(a)
             else:
                 self.link_inputs.append(a)
             i += 1
@@ -336,7 +341,9 @@ def drive(argv, cxx) -> int:
         cmd = compile_command(root, inv, zig, ziglib, inv.cxx)
         if inv.output:
             cmd += ["-o", inv.output]
-        return run(cmd + inv.sources)
+        return run(cmd + inv.sources + inv.headers)
+    if inv.headers:
+        raise DriverError(f"a header is not something to link: {' '.join(inv.headers)}")
     if not inv.sources and not inv.link_inputs:
         raise DriverError("no input files")
     output = inv.output or "a.out"

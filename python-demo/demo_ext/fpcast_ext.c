@@ -7,10 +7,13 @@
  *     at all; METH_VARARGS|METH_KEYWORDS defined without kwargs;
  *   - a type (Point) whose tp_new and tp_init lack kwds, whose tp_call lacks kwds, with methods
  *     of each flavour, and getters/setters without their closure parameter;
+ *   - a garbage-collected type (Node) whose tp_clear returns nothing (the collector ignores
+ *     the result);
  * plus bench_* helpers for benches/python.rs: the same C call made directly and through the
  * trampoline, to measure what the trampoline adds. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <time.h>
 
 /* ---- module functions ------------------------------------------------------------------ */
@@ -118,6 +121,46 @@ static PyTypeObject PointType = {
     .tp_methods = point_methods,
 };
 
+/* ---- Node: a garbage-collected type whose tp_clear returns nothing ------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *other;
+} Node;
+
+static int node_traverse(Node *self, visitproc visit, void *arg) {
+    Py_VISIT(self->other);
+    return 0;
+}
+
+/* tp_clear declared void: the collector ignores the result, so natively this works. */
+static void node_clear(Node *self) {
+    Py_CLEAR(self->other);
+}
+
+static void node_dealloc(Node *self) {
+    PyObject_GC_UnTrack(self);
+    node_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef node_members[] = {
+    {"other", Py_T_OBJECT_EX, offsetof(Node, other), 0, "another object"},
+    {NULL},
+};
+
+static PyTypeObject NodeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fpcast_ext.Node",
+    .tp_basicsize = sizeof(Node),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_traverse = (traverseproc)node_traverse,
+    .tp_clear = (inquiry)node_clear,
+    .tp_dealloc = (destructor)node_dealloc,
+    .tp_members = node_members,
+};
+
 /* ---- benchmark helpers -------------------------------------------------------------------- */
 
 #ifdef __wasi__
@@ -184,10 +227,11 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit_fpcast_ext(void) {
-    if (PyType_Ready(&PointType) < 0)
+    if (PyType_Ready(&PointType) < 0 || PyType_Ready(&NodeType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
-    if (m && PyModule_AddObjectRef(m, "Point", (PyObject *)&PointType) < 0)
+    if (m && (PyModule_AddObjectRef(m, "Point", (PyObject *)&PointType) < 0 ||
+              PyModule_AddObjectRef(m, "Node", (PyObject *)&NodeType) < 0))
         Py_CLEAR(m);
     return m;
 }

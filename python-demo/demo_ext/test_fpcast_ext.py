@@ -1,5 +1,6 @@
 """fpcast_ext's tests (tests/python.rs): functions defined with fewer parameters than CPython
 calls them with work as they do natively instead of trapping."""
+import gc
 import unittest
 
 import fpcast_ext
@@ -58,6 +59,14 @@ class GettersSettersAndMethods(unittest.TestCase):
         self.assertEqual(Point.norm1(p), 4)
         self.assertEqual(getattr(p, "x"), 2)
         self.assertEqual(list(map(Point.norm1, [p, Point(0, 1)])), [4, 1])
+
+
+class GarbageCollection(unittest.TestCase):
+    def test_tp_clear_that_returns_nothing_breaks_a_cycle(self):
+        a, b = fpcast_ext.Node(), fpcast_ext.Node()
+        a.other, b.other = b, a
+        del a, b
+        self.assertGreaterEqual(gc.collect(), 2)
 
 
 if __name__ == "__main__":

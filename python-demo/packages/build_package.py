@@ -37,7 +37,7 @@ CONSTRAINTS = HERE / "build-constraints.txt"
 # What decides how a wheel is built, besides the CPython install: the build requirement pins
 # and the recipe (the cross environment of Target.env and Builder.build_tree). Bump RECIPE when
 # a change of these scripts changes what a build produces: wheels built before are then stale.
-RECIPE = 2
+RECIPE = 3
 SCRIPT_INPUTS = [CONSTRAINTS]
 
 
@@ -112,12 +112,13 @@ class Target:
         """PYTHONPATH entry of the build backends: the target's _sysconfigdata and a sitecustomize."""
         d = self.dir / "cross"
         d.mkdir(exist_ok=True)
-        # The compilers of this checkout: an install built in another worktree names that
-        # worktree's toolchain/bin, which may be gone (and its drivers are the same files).
+        # The compilers of this checkout. The install names them (wasix-cc, found on PATH:
+        # see env()); one configured with a path names another checkout's, which may be gone
+        # (and its drivers are the same files).
         text = self.sysconfigdata.read_text()
         baked = str(Path(self.vars["CC"].split()[0]).parent)
         ours = str(REPO / "toolchain" / "bin")
-        if baked != ours:
+        if "/" in self.vars["CC"].split()[0] and baked != ours:
             log(f"note: {self.prefix.name} was configured with {baked}; using {ours}")
             text = text.replace(baked + "/", ours + "/")
             self.vars = {k: v.replace(baked + "/", ours + "/") if isinstance(v, str) else v
@@ -176,6 +177,8 @@ class Target:
         env = dict(os.environ)
         nodebug = " ".join(f for f in self.vars["CFLAGS"].split() if f != "-g")
         env.update({
+            # The install names its compilers (wasix-cc, wasix-c++): this checkout's.
+            "PATH": str(REPO / "toolchain" / "bin") + os.pathsep + env.get("PATH", ""),
             "PYTHONPATH": str(self.cross),
             "_PYTHON_SYSCONFIGDATA_NAME": self.sysconfigdata.stem,
             "_PYTHON_HOST_PLATFORM": self.platform,
