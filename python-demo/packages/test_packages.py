@@ -105,11 +105,6 @@ def main():
     # another one (or start building it).
     prefix = a.prefix
 
-    # The libc has no umask(), so os.umask is missing and pytest's cache plugin dies when it
-    # creates .pytest_cache (see README). Until it exists, the cache plugin is off.
-    probe = run_python(prefix, site, ["-c", "import os; print(hasattr(os, 'umask'))"], out)
-    no_umask = probe.stdout.strip() != "True"
-
     # ---- test ------------------------------------------------------------------------------
     rows, bad = [], []
     for name in names:
@@ -153,8 +148,6 @@ def main():
         shutil.rmtree(src)
         report = work / ".wasix-report.jsonl"
         args = ["-m", "pytest", "-p", "wasix_report"]
-        if no_umask:
-            args += ["-p", "no:cacheprovider"]
         deselect = cfg.get("deselect", {})
         for nodeid in deselect:
             args += ["--deselect", nodeid]
