@@ -33,8 +33,9 @@
 //!    calls runs, nor during the rendezvous.
 //! 3. Leaf locks, nothing is taken while they are held: `ProcessState::cwd`,
 //!    `ProcessState::dead_tls_blocks`, the thread registry of the sync protocol
-//!    (`sync::Threads`), each thread's prepared TLS blocks (`ThreadSync::prepared_tls`) and the
-//!    state of the membarrier registration (`sync::membarrier::Barrier`).
+//!    (`sync::Threads`), each thread's prepared TLS blocks (`ThreadSync::prepared_tls`), the
+//!    state of the membarrier registration (`sync::membarrier::Barrier`) and the libraries
+//!    compiled earlier in the process (`Compiler::opened`, taken while the linker is held).
 //!
 //! wasmer-wasix's own locks (its process, thread and futex tables) are taken inside its host
 //! functions and when a thread is registered with its process; none of ours is held then.
