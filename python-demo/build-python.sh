@@ -144,12 +144,19 @@ export PATH="$repo/toolchain/bin:$PATH"
 #   the modules compiled into the core itself (sys, builtins, _imp, _warnings, _string,
 #   marshal, _tokenize, _ast, gc). pwd would be there too but is n/a on WASI.
 # - Setup.local adds the shared-only test modules configure leaves out on WASI.
+# - mmap: configure marks it n/a on every WASI host ("WASI SDK 15.0 does not support ... mmap");
+#   our libc has mmap (toolchain/sysroot-src/mman.c), so the module is built like the others.
 sed -i -e 's/^CONFIGURE_LDFLAGS=.*/CONFIGURE_LDFLAGS=/' \
        -e 's/^CONFIGURE_LDFLAGS_NODIST=.*/CONFIGURE_LDFLAGS_NODIST=/' "$build/Makefile.pre"
 if [ $variant = shared ]; then
   sed -i 's/^\*static\*$/*shared*/' "$build/Modules/Setup.stdlib"
   cp "$here/Setup.local" "$build/Modules/Setup.local"
 fi
+grep -q '^MODULE_MMAP_STATE=n/a$' "$build/Makefile.pre" &&
+  grep -q '^#mmap mmapmodule.c$' "$build/Modules/Setup.stdlib" ||
+  { log "configure no longer marks mmap n/a as expected"; exit 1; }
+sed -i 's|^MODULE_MMAP_STATE=n/a$|MODULE_MMAP_STATE=yes|' "$build/Makefile.pre"
+sed -i 's|^#mmap mmapmodule.c$|mmap mmapmodule.c|' "$build/Modules/Setup.stdlib"
 configure_time=$((SECONDS - t))
 log "configured in $configure_time s"
 

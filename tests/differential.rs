@@ -39,6 +39,11 @@ fn file_times_set_by_utime_and_utimensat_reach_the_file() {
 }
 
 #[test]
+fn mmap_of_files_and_anonymous_memory_behaves_as_natively() {
+    same_as_glibc("mmap");
+}
+
+#[test]
 fn readdir_gives_each_entry_the_inode_stat_reports() {
     same_as_glibc("readdir_ino");
 }

@@ -110,6 +110,22 @@ grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no getuid etc. \*/$
   { log "<unistd.h> or <sys/stat.h> is no longer as expected for getuid/umask"; exit 1; }
 sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no getuid etc. \*/$|uid_t getuid(void);\nuid_t geteuid(void);\ngid_t getgid(void);\ngid_t getegid(void);\n&|' "$inc/unistd.h"
 sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no umask \*/$|mode_t umask(mode_t);\n&|' "$inc/sys/stat.h"
+# gettid (sysroot-src/thread/wasix_thread.c: the thread's WASIX id), declared where <unistd.h>
+# hides it with other functions.
+grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no eaccess \*/$' "$inc/unistd.h" ||
+  { log "<unistd.h> is no longer as expected for gettid"; exit 1; }
+sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no eaccess \*/$|pid_t gettid(void);\n&|' "$inc/unistd.h"
+
+# mmap, munmap, msync, mprotect, mremap, madvise and mlock (sysroot-src/mman.c, over the heap):
+# <sys/mman.h> without wasi-libc's opt-in guard, declaring only what that file defines.
+# -lwasi-emulated-mman (which packages ported to WASI ask for) stays a valid, empty archive.
+mman="$inc/sys/mman.h"
+{ [ "$(head -1 "$mman")" = '#ifndef _WASI_EMULATED_MMAN' ] && [ "$(sed -n 4p "$mman")" = '#else' ] &&
+  [ "$(tail -1 "$mman")" = '#endif' ] &&
+  [ "$(grep -cE '^(int|void \*) (shm_open|shm_unlink|remap_file_pages|memfd_create|mlock2|mincore) ' "$mman")" = 6 ]; } ||
+  { log "<sys/mman.h> is no longer as expected"; exit 1; }
+sed -i -e '1,4d' -e '$d' -E -e '/^(int|void \*) (shm_open|shm_unlink|remap_file_pages|memfd_create|mlock2|mincore) /d' "$mman"
+rm -f "$lib/libwasi-emulated-mman.a"
 
 log "building crt objects, dlfcn, setjmp runtime"
 obj="$WORK/extra"; mkdir -p "$obj"
@@ -123,6 +139,7 @@ cc_sys -c "$src/pipe.c" -o "$obj/pipe.o"
 cc_sys -c "$src/dup.c" -o "$obj/dup.o"
 cc_sys -c "$src/utimens.c" -o "$obj/utimens.o"
 cc_sys -c "$src/ids.c" -o "$obj/ids.o"
+cc_sys -c "$src/mman.c" -o "$obj/mman.o"
 # Our fcntl (duplication) hands the other commands to cloudlibc's, renamed and hidden.
 cc_sys -c "$src/fcntl.c" -o "$obj/fcntl.o"
 cc_sys -D'fcntl=__attribute__((__visibility__("hidden"))) __cloudlibc_fcntl' \
@@ -132,7 +149,7 @@ cc_sys -D'fcntl=__attribute__((__visibility__("hidden"))) __cloudlibc_fcntl' \
 "$AR" d "$lib/libc.a" utimensat.o futimens.o   # cloudlibc's, miscompiled (see utimens.c)
 "$AR" rcs "$lib/libc.a" "$obj/setjmp-rt.o" "$obj/errno_location.o" "$obj/dlfcn.o" "$obj/wasix_cwd.o" \
   "$obj/atexit_dso.o" "$obj/pipe.o" "$obj/dup.o" "$obj/fcntl.o" "$obj/cloudlibc_fcntl.o" \
-  "$obj/utimens.o" "$obj/ids.o"
+  "$obj/utimens.o" "$obj/ids.o" "$obj/mman.o"
 
 # POSIX threads: musl's generic thread code from the Debian tree, compiled like the rest of
 # its sources, over our wasm32 glue (sysroot-src/thread: creation, start, exit, join, futexes).
@@ -176,7 +193,7 @@ cc_sys -c "$src/scrt1.c" -o "$lib/scrt1.o"
 # RTLD_NEXT). Archive members: a library that defines one of these keeps its own.
 for f in "$src"/nonshared/*.c; do cc_sys -c "$f" -o "$obj/nonshared_$(basename "${f%.c}").o"; done
 "$AR" rcs "$lib/libc_nonshared.a" "$obj"/nonshared_*.o
-for empty in m rt pthread crypt util xnet resolv dl setjmp; do
+for empty in m rt pthread crypt util xnet resolv dl setjmp wasi-emulated-mman; do
   [ -e "$lib/lib$empty.a" ] || "$AR" rcs "$lib/lib$empty.a"
 done
 

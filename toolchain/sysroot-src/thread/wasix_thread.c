@@ -165,6 +165,12 @@ long __wasix_syscall(long n, long a, long b, long c, long d, long e, long f)
 	return -ENOSYS;
 }
 
+/* Linux's thread id: the one the thread's locks record (its WASIX id). */
+pid_t gettid(void)
+{
+	return __pthread_self()->tid;
+}
+
 static int check_cancel(void)
 {
 	struct pthread *self = __pthread_self();
