@@ -171,6 +171,14 @@ make_time=$((SECONDS - t))
 log "built and installed in $make_time s"
 # Extension modules bind to python.wasm's exports at load time: the static library is unused.
 rm -f "$prefix/lib/libpython$PY_MINOR.a"
+# pip, as python.org's installers have it (`python -m pip`): the wheel CPython bundles for
+# ensurepip, installed by the toolchain's host pip (ensurepip runs pip in a subprocess, which
+# the guest cannot start). Without byte code (the host's Python is another version) and without
+# the host's console scripts.
+purelib="$prefix/lib/python$PY_MINOR/site-packages"
+"$sysroot/tools/venv/bin/pip" install -q --disable-pip-version-check --no-index --no-deps \
+  --no-compile --target "$purelib" "$src"/Lib/ensurepip/_bundled/pip-*.whl
+rm -rf "$purelib/bin"
 
 # 6. Strip debug info (python.wasm has ~15 MB of DWARF), but only where dylink.0 survives:
 #    without it the loader would not see a dynamically linked module.

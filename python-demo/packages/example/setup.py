@@ -1,0 +1,3 @@
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("wasix_example._native", ["src/wasix_example/_native.c"])])
