@@ -1,9 +1,13 @@
 //! The guest's file system: an in-memory root with the host directories given by `--dir`
-//! mounted into it, and the system library directory mounted read-only at `/lib`. Nothing
-//! outside a mapped directory is reachable from the guest.
+//! mounted into it, a private host directory at `/tmp`, and the system library directory
+//! mounted read-only at `/lib`. Nothing outside these is reachable from the guest.
 
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use virtual_fs::{
     FileOpener, FileSystem, FsError, Metadata, MountFileSystem, OpenOptions, OpenOptionsConfig,
@@ -61,6 +65,41 @@ fn normalize_guest(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// The guest's `/tmp`: a private host directory for this run, removed when the returned guard
+/// is dropped, unless a mapped directory is `/tmp` or inside it (then the user chose).
+/// Temporary files live on disk as they do natively, with the host file system's semantics
+/// (times, links, sizes), and a program's large temporary files do not fill the memory.
+pub fn private_tmp(dirs: &[MappedDir]) -> Result<Option<(tempfile::TempDir, MappedDir)>, Error> {
+    let guest = Path::new("/tmp");
+    if dirs.iter().any(|d| d.guest.starts_with(guest)) {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("wasix-dl-tmp-")
+        .tempdir()
+        .map_err(|e| Error::Dir {
+            spec: "/tmp".into(),
+            reason: format!(
+                "cannot create the guest's private /tmp in {}: {e}",
+                std::env::temp_dir().display()
+            ),
+        })?;
+    let mapped = MappedDir {
+        host: std::fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_path_buf()),
+        guest: guest.to_path_buf(),
+    };
+    Ok(Some((dir, mapped)))
+}
+
+/// Whether `guest` is one of the character devices the guest's `/dev` has.
+pub fn is_device(guest: &Path) -> bool {
+    let devices = [
+        "null", "zero", "urandom", "tty", "stdin", "stdout", "stderr",
+    ];
+    (guest.parent() == Some(Path::new("/dev")))
+        && (guest.file_name()).is_some_and(|name| devices.iter().any(|d| name == *d))
+}
+
 /// Where the guest sees the system libraries: a directory of the default search path.
 pub const SYSTEM_LIBS_GUEST: &str = "/lib";
 
@@ -94,6 +133,11 @@ pub fn build(
     }
     let refs: Vec<&str> = guest_paths.iter().map(String::as_str).collect();
     let root = RootFileSystemBuilder::default().build_tmp_ext(&refs);
+    // wasmer's /dev/tty discards what is written to it. Natively, opening it fails when the
+    // process has no controlling terminal (a service, CI): then the guest has none either.
+    if std::fs::File::open("/dev/tty").is_err() {
+        let _ = root.remove_file(Path::new("/dev/tty"));
+    }
     let mounts = MountFileSystem::new();
     mounts
         .mount(
@@ -129,10 +173,15 @@ pub fn build(
                     reason: e.to_string(),
                 }
             })?;
+        let host_dir = HostDir {
+            fs: host_fs,
+            root: dir.host.clone(),
+            dirs: dirs.into(),
+        };
         mounts
             .mount(
                 &dir.guest,
-                Arc::new(host_fs) as Arc<dyn FileSystem + Send + Sync>,
+                Arc::new(host_dir) as Arc<dyn FileSystem + Send + Sync>,
             )
             .map_err(|e| Error::Dir {
                 spec: format!("{}:{}", dir.host.display(), dir.guest.display()),
@@ -148,7 +197,11 @@ pub fn build(
         mounts
             .mount(
                 Path::new(SYSTEM_LIBS_GUEST),
-                Arc::new(ReadOnly(Arc::new(host_fs))) as Arc<dyn FileSystem + Send + Sync>,
+                Arc::new(ReadOnly(Arc::new(HostDir {
+                    fs: host_fs,
+                    root: host.to_path_buf(),
+                    dirs: dirs.into(),
+                }))) as Arc<dyn FileSystem + Send + Sync>,
             )
             .map_err(|e| Error::Dir {
                 spec: format!("{}:{SYSTEM_LIBS_GUEST}", host.display()),
@@ -156,6 +209,219 @@ pub fn build(
             })?;
     }
     Ok(mounts)
+}
+
+/// A mapped host directory. Its symbolic links hold host paths, which the guest reads as guest
+/// paths: wasmer's host file system gives an absolute target relative to the mapped directory
+/// instead, which means nothing (or something else) in the guest unless that directory is
+/// mounted at `/`, and wasmer resolves paths through links with what `readlink` says.
+#[derive(Debug)]
+struct HostDir {
+    fs: virtual_fs::host_fs::FileSystem,
+    /// The mapped directory's host path (canonical).
+    root: PathBuf,
+    /// Every mapped directory: a link may point into another one.
+    dirs: Arc<[MappedDir]>,
+}
+
+impl HostDir {
+    /// The host path of `path` (relative to the mapped directory); `..` is refused.
+    fn host(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
+        let mut host = self.root.clone();
+        for c in path.components() {
+            match c {
+                Component::Normal(part) => host.push(part),
+                Component::RootDir | Component::CurDir => {}
+                Component::ParentDir | Component::Prefix(_) => return Err(FsError::InvalidInput),
+            }
+        }
+        Ok(host)
+    }
+
+    /// The guest path of an absolute host path inside a mapped directory; others unchanged.
+    fn guest_path(&self, host: PathBuf) -> PathBuf {
+        let inside = (self.dirs.iter())
+            .filter(|d| host.starts_with(&d.host))
+            .max_by_key(|d| d.host.components().count());
+        match inside {
+            Some(d) => d
+                .guest
+                .join(host.strip_prefix(&d.host).unwrap_or(Path::new(""))),
+            None => host,
+        }
+    }
+}
+
+impl FileSystem for HostDir {
+    fn readlink(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
+        // wasmer's answer first: it checks the path and maps errors; relative targets are exact.
+        let target = self.fs.readlink(path)?;
+        if target.is_relative() {
+            return Ok(target);
+        }
+        Ok(self.guest_path(std::fs::read_link(self.host(path)?)?))
+    }
+
+    fn read_dir(&self, path: &Path) -> virtual_fs::Result<ReadDir> {
+        self.fs.read_dir(path)
+    }
+    fn create_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.fs.create_dir(path)
+    }
+    fn remove_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.fs.remove_dir(path)
+    }
+    fn rename<'a>(
+        &'a self,
+        from: &'a Path,
+        to: &'a Path,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = virtual_fs::Result<()>> + Send + 'a>>
+    {
+        self.fs.rename(from, to)
+    }
+    fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.fs.metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.fs.symlink_metadata(path)
+    }
+    fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.fs.remove_file(path)
+    }
+    fn new_open_options(&self) -> OpenOptions<'_> {
+        OpenOptions::new(self)
+    }
+}
+
+impl FileOpener for HostDir {
+    fn open(
+        &self,
+        path: &Path,
+        conf: &OpenOptionsConfig,
+    ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
+        let file = self
+            .fs
+            .new_open_options()
+            .options(conf.clone())
+            .open(path)?;
+        Ok(Box::new(HostFile {
+            file,
+            host: self.host(path)?,
+        }))
+    }
+}
+
+/// A file opened in a mapped directory: wasmer's, except for setting its times, which
+/// virtual-fs takes as seconds where WASI gives nanoseconds (`futimens` set 1 s as 31 years).
+/// Set by path: the name the file was opened under.
+#[derive(Debug)]
+struct HostFile {
+    file: Box<dyn VirtualFile + Send + Sync + 'static>,
+    host: PathBuf,
+}
+
+impl VirtualFile for HostFile {
+    fn last_accessed(&self) -> u64 {
+        self.file.last_accessed()
+    }
+    fn last_modified(&self) -> u64 {
+        self.file.last_modified()
+    }
+    fn created_time(&self) -> u64 {
+        self.file.created_time()
+    }
+    fn set_times(&mut self, atime: Option<u64>, mtime: Option<u64>) -> virtual_fs::Result<()> {
+        let time = |t: Option<u64>| match t {
+            Some(ns) => libc::timespec {
+                tv_sec: (ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+            },
+            None => libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+        };
+        let times = [time(atime), time(mtime)];
+        let path = std::ffi::CString::new(self.host.as_os_str().as_encoded_bytes())
+            .map_err(|_| FsError::InvalidInput)?;
+        // SAFETY: a NUL-terminated path and two timespecs, as utimensat(2) takes them.
+        match unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error().into()),
+        }
+    }
+    fn size(&self) -> u64 {
+        self.file.size()
+    }
+    fn set_len(&mut self, new_size: u64) -> virtual_fs::Result<()> {
+        self.file.set_len(new_size)
+    }
+    fn unlink(&mut self) -> virtual_fs::Result<()> {
+        self.file.unlink()
+    }
+    fn is_open(&self) -> bool {
+        self.file.is_open()
+    }
+    fn get_special_fd(&self) -> Option<u32> {
+        self.file.get_special_fd()
+    }
+    fn poll_read_ready(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.file).poll_read_ready(cx)
+    }
+    fn poll_write_ready(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.file).poll_write_ready(cx)
+    }
+}
+
+impl AsyncRead for HostFile {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.file).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for HostFile {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.file).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.file).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.file.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.file).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.file).poll_shutdown(cx)
+    }
+}
+
+impl AsyncSeek for HostFile {
+    fn start_seek(mut self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        Pin::new(&mut *self.file).start_seek(position)
+    }
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        Pin::new(&mut *self.file).poll_complete(cx)
+    }
 }
 
 /// A file system that refuses every change: the system libraries are shared by every program.

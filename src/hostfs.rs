@@ -20,7 +20,7 @@ use wasmer::{
 };
 use wasmer_wasix::wasmer_wasix_types::wasi::Errno;
 
-use crate::fs::MappedDir;
+use crate::fs::{self, MappedDir};
 use crate::open::DlState;
 use crate::search;
 
@@ -29,6 +29,8 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
     for ns in ["wasi_unstable", "wasi_snapshot_preview1", "wasix_32v1"] {
         define_set_times(store, env, imports, ns);
         define_readdir(store, env, imports, ns);
+        define_filestat(store, env, imports, ns);
+        define_link(store, env, imports, ns);
         let (
             Some(Extern::Function(runtime)),
             Some(Extern::Function(prestat)),
@@ -134,6 +136,148 @@ fn define_set_times(
     );
 }
 
+/// `path_filestat_get(fd, lookup_flags, path, path_len, buf)`, with the host's link count for
+/// files in mapped directories (wasmer reports 1, also for hard-linked files), and the
+/// devices of `/dev` as character devices (wasmer: regular files).
+fn define_filestat(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<DlState>,
+    imports: &mut Imports,
+    ns: &str,
+) {
+    let (
+        Some(Extern::Function(runtime)),
+        Some(Extern::Function(prestat)),
+        Some(Extern::Function(prestat_name)),
+    ) = (
+        imports.get_export(ns, "path_filestat_get"),
+        imports.get_export(ns, "fd_prestat_get"),
+        imports.get_export(ns, "fd_prestat_dir_name"),
+    )
+    else {
+        return;
+    };
+    let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                        fd: i32,
+                        lookup: i32,
+                        path: u32,
+                        path_len: u32,
+                        buf: u32|
+          -> Result<i32, RuntimeError> {
+        let args = [fd as u32, lookup as u32, path, path_len, buf];
+        let errno = call(&mut ctx, &runtime, args)?;
+        if errno != 0 {
+            return Ok(errno);
+        }
+        let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
+        let guest = (dir.zip(read(&ctx, path, path_len)))
+            .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)));
+        let dirs = ctx.data().process.dirs.clone();
+        let host = guest.as_deref().and_then(|guest| host_path(&dirs, guest));
+        if host.is_none() && guest.as_deref().is_some_and(fs::is_device) {
+            let view = loaded_view(&ctx)?;
+            let _ = view.write(
+                u64::from(buf) + FILESTAT_FILETYPE,
+                &[FILETYPE_CHARACTER_DEVICE],
+            );
+        }
+        let follow = lookup & 1 != 0;
+        let metadata = host.and_then(|(_, host)| match follow {
+            true => std::fs::metadata(host).ok(),
+            false => std::fs::symlink_metadata(host).ok(),
+        });
+        if let Some(metadata) = metadata {
+            use std::os::unix::fs::MetadataExt;
+            let view = loaded_view(&ctx)?;
+            let _ = view.write(
+                u64::from(buf) + FILESTAT_NLINK,
+                &metadata.nlink().to_le_bytes(),
+            );
+        }
+        Ok(errno)
+    };
+    imports.define(
+        ns,
+        "path_filestat_get",
+        Function::new_typed_with_env(store, env, wrapper),
+    );
+}
+
+/// `path_link(old_fd, old_flags, old_path, old_len, new_fd, new_path, new_len)`: a hard link
+/// on the host when both names are in one mapped directory. (wasmer would make the new name an
+/// alias inside the runtime only: virtual-fs's `Arc` forwarding drops `hard_link`.)
+fn define_link(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<DlState>,
+    imports: &mut Imports,
+    ns: &str,
+) {
+    let (
+        Some(Extern::Function(runtime)),
+        Some(Extern::Function(prestat)),
+        Some(Extern::Function(prestat_name)),
+    ) = (
+        imports.get_export(ns, "path_link"),
+        imports.get_export(ns, "fd_prestat_get"),
+        imports.get_export(ns, "fd_prestat_dir_name"),
+    )
+    else {
+        return;
+    };
+    let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                        old_fd: i32,
+                        old_flags: i32,
+                        old_path: u32,
+                        old_len: u32,
+                        new_fd: i32,
+                        new_path: u32,
+                        new_len: u32|
+          -> Result<i32, RuntimeError> {
+        let dirs = ctx.data().process.dirs.clone();
+        let mut host = |fd: i32, path: u32, len: u32| -> Result<_, RuntimeError> {
+            let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
+            Ok((dir.zip(read(&ctx, path, len)))
+                .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)))
+                .and_then(|guest| host_path(&dirs, &guest)))
+        };
+        let (old, new) = (
+            host(old_fd, old_path, old_len)?,
+            host(new_fd, new_path, new_len)?,
+        );
+        match (old, new) {
+            (Some((old_dir, old)), Some((new_dir, new))) if old_dir == new_dir => {
+                // linkat(2): a link to a symlink itself unless SYMLINK_FOLLOW.
+                let old = match old_flags & 1 != 0 {
+                    true => std::fs::canonicalize(&old).unwrap_or(old),
+                    false => old,
+                };
+                Ok(match std::fs::hard_link(&old, &new) {
+                    Ok(()) => Errno::Success as i32,
+                    Err(e) => errno_of(&e) as i32,
+                })
+            }
+            (Some(_), Some(_)) => Ok(Errno::Xdev as i32),
+            _ => {
+                let args = [old_fd, old_flags, old_path as i32, old_len as i32, new_fd];
+                let args: Vec<Value> = (args.into_iter())
+                    .chain([new_path as i32, new_len as i32])
+                    .map(Value::I32)
+                    .collect();
+                Ok(runtime
+                    .call(&mut ctx, &args)?
+                    .first()
+                    .and_then(Value::i32)
+                    .unwrap_or(0))
+            }
+        }
+    };
+    imports.define(
+        ns,
+        "path_link",
+        Function::new_typed_with_env(store, env, wrapper),
+    );
+}
+
 /// `fd_readdir(fd, buf, buf_len, cookie, bufused)`, with each entry's inode.
 fn define_readdir(
     store: &mut impl AsStoreMut,
@@ -180,8 +324,11 @@ fn define_readdir(
 
 /// Dirents: d_next u64, d_ino u64 at 8, d_namlen u32 at 16, d_type u8 at 20, then the name.
 const DIRENT_SIZE: u32 = 24;
-/// Filestat: st_ino u64 at 8 (of 64 bytes).
+/// Filestat (64 bytes): st_ino u64 at 8, st_filetype u8 at 16, st_nlink u64 at 24.
 const FILESTAT_INO: u64 = 8;
+const FILESTAT_FILETYPE: u64 = 16;
+const FILESTAT_NLINK: u64 = 24;
+const FILETYPE_CHARACTER_DEVICE: u8 = 2;
 
 /// Writes the inode of every whole entry of `buf` whose inode is 0.
 fn fill_inodes(
@@ -399,6 +546,12 @@ fn errno_of(e: &std::io::Error) -> Errno {
         Some(libc::ELOOP) => Errno::Loop,
         Some(libc::EINVAL) => Errno::Inval,
         Some(libc::EROFS) => Errno::Rofs,
+        Some(libc::EXDEV) => Errno::Xdev,
+        Some(libc::EMLINK) => Errno::Mlink,
+        Some(libc::EISDIR) => Errno::Isdir,
+        Some(libc::ENOSPC) => Errno::Nospc,
+        Some(libc::ENAMETOOLONG) => Errno::Nametoolong,
+        Some(libc::EDQUOT) => Errno::Dquot,
         _ => Errno::Io,
     }
 }

@@ -79,9 +79,16 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
     let mut compiler = Compiler::new(engine.clone());
     compiler.epoch_checks = config.epoch_checks;
     let mut store = Store::new(engine.clone());
+    let tmp = fs::private_tmp(&config.dirs)?;
+    let dirs: Vec<MappedDir> = config
+        .dirs
+        .iter()
+        .chain(tmp.as_ref().map(|t| &t.1))
+        .cloned()
+        .collect();
     let guest_fs = GuestFs {
         fs: Arc::new(fs::build(
-            &config.dirs,
+            &dirs,
             config.system_libs.as_deref(),
             tokio.handle(),
         )?),
@@ -103,7 +110,7 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
             // Compiled by the linker once it knows main's final form.
             let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, None)?;
             instantiate_main(
-                config, main, &bytes, builder, &guest_fs, &compiler, &mut store,
+                config, &dirs, main, &bytes, builder, &guest_fs, &compiler, &mut store,
             )?
         }
     };
@@ -193,6 +200,7 @@ pub fn guest_cwd(config: &RunConfig) -> PathBuf {
 /// relocations and runs the libraries' constructors in dependency order.
 fn instantiate_main(
     config: &RunConfig,
+    dirs: &[MappedDir],
     main: LoadedModule,
     main_bytes: &[u8],
     builder: WasiEnvBuilder,
@@ -207,7 +215,7 @@ fn instantiate_main(
     let cwd = guest_cwd(config);
     let process = Arc::new(ProcessState {
         fs: guest_fs.clone(),
-        dirs: config.dirs.clone(),
+        dirs: dirs.to_vec(),
         compiler: compiler.clone(),
         cwd: Mutex::new(cwd.clone()),
         load_lock: Default::default(),
