@@ -31,6 +31,7 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
         define_readdir(store, env, imports, ns);
         define_filestat(store, env, imports, ns);
         define_link(store, env, imports, ns);
+        define_append_write(store, env, imports, ns);
         let (
             Some(Extern::Function(runtime)),
             Some(Extern::Function(prestat)),
@@ -276,6 +277,98 @@ fn define_link(
         "path_link",
         Function::new_typed_with_env(store, env, wrapper),
     );
+}
+
+/// `fd_write(fd, iovs, iovs_len, nwritten)`, writing at the file's real end when `fd` appends.
+/// wasmer writes an appending descriptor's data at the size it cached for the file, which is
+/// stale once another descriptor truncated it: the data landed past the end, after a hole of
+/// zeros. Here such a write is made without the flag, after a seek to the end (which asks the
+/// file its size).
+fn define_append_write(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<DlState>,
+    imports: &mut Imports,
+    ns: &str,
+) {
+    let (
+        Some(Extern::Function(runtime)),
+        Some(Extern::Function(fdstat)),
+        Some(Extern::Function(set_flags)),
+        Some(Extern::Function(seek)),
+    ) = (
+        imports.get_export(ns, "fd_write"),
+        imports.get_export(ns, "fd_fdstat_get"),
+        imports.get_export(ns, "fd_fdstat_set_flags"),
+        imports.get_export(ns, "fd_seek"),
+    )
+    else {
+        return;
+    };
+    let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                        fd: i32,
+                        iovs: u32,
+                        iovs_len: u32,
+                        nwritten: u32|
+          -> Result<i32, RuntimeError> {
+        let write = |ctx: &mut FunctionEnvMut<DlState>| {
+            call4(
+                ctx,
+                &runtime,
+                [fd, iovs as i32, iovs_len as i32, nwritten as i32],
+            )
+        };
+        // Standard streams never seek; everything else: is it appending?
+        let Some(scratch) = (fd > 2).then(|| scratch(&mut ctx, 24)).flatten() else {
+            return write(&mut ctx);
+        };
+        if call4(&mut ctx, &fdstat, [fd, scratch as i32, 0, 0])? != 0 {
+            return write(&mut ctx);
+        }
+        let flags = read_u32(&ctx, scratch).map_or(0, |word| (word >> 16) as u16);
+        if flags & FDFLAGS_APPEND == 0 {
+            return write(&mut ctx);
+        }
+        let without = i32::from(flags & !FDFLAGS_APPEND);
+        if call4(&mut ctx, &set_flags, [fd, without, 0, 0])? != 0 {
+            return write(&mut ctx);
+        }
+        let end = [
+            Value::I32(fd),
+            Value::I64(0),
+            Value::I32(WHENCE_END),
+            Value::I32(scratch as i32),
+        ];
+        let sought = seek.call(&mut ctx, &end)?.first().and_then(Value::i32);
+        let result = match sought {
+            Some(0) => write(&mut ctx),
+            errno => Ok(errno.unwrap_or(Errno::Io as i32)),
+        };
+        call4(&mut ctx, &set_flags, [fd, i32::from(flags), 0, 0])?;
+        result
+    };
+    imports.define(
+        ns,
+        "fd_write",
+        Function::new_typed_with_env(store, env, wrapper),
+    );
+}
+
+/// WASI's fdflags APPEND (fdstat: fs_flags u16 at 2) and whence END.
+const FDFLAGS_APPEND: u16 = 1;
+const WHENCE_END: i32 = 2;
+
+/// Calls a WASI function taking (up to) four i32 arguments; its errno.
+fn call4(
+    ctx: &mut FunctionEnvMut<DlState>,
+    f: &Function,
+    args: [i32; 4],
+) -> Result<i32, RuntimeError> {
+    let n = f.ty(ctx).params().len().min(4);
+    let args: Vec<Value> = args[..n].iter().map(|&a| Value::I32(a)).collect();
+    Ok(f.call(ctx, &args)?
+        .first()
+        .and_then(Value::i32)
+        .unwrap_or(0))
 }
 
 /// `fd_readdir(fd, buf, buf_len, cookie, bufused)`, with each entry's inode.

@@ -44,6 +44,11 @@ fn mmap_of_files_and_anonymous_memory_behaves_as_natively() {
 }
 
 #[test]
+fn appending_writes_go_to_the_current_end_of_the_file() {
+    same_as_glibc("append");
+}
+
+#[test]
 fn readdir_gives_each_entry_the_inode_stat_reports() {
     same_as_glibc("readdir_ino");
 }
