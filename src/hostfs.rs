@@ -57,7 +57,7 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
             let (Some(target), Some(link), Some(dir)) = (strings.0, strings.1, dir) else {
                 return call(&mut ctx, &runtime, args);
             };
-            let dirs = ctx.data().process.dirs.clone();
+            let dirs = ctx.data().process.fs.dirs.clone();
             let link = search::absolute(Path::new(&dir), Path::new(&link));
             match host_link(&dirs, &link, &target) {
                 Placement::InMemory => call(&mut ctx, &runtime, args),
@@ -108,7 +108,7 @@ fn define_set_times(
           -> Result<i32, RuntimeError> {
         let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
         let guest = read(&ctx, path, path_len);
-        let dirs = ctx.data().process.dirs.clone();
+        let dirs = ctx.data().process.fs.dirs.clone();
         let host = (dir.zip(guest))
             .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)))
             .and_then(|guest| host_path(&dirs, &guest));
@@ -173,7 +173,7 @@ fn define_filestat(
         let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
         let guest = (dir.zip(read(&ctx, path, path_len)))
             .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)));
-        let dirs = ctx.data().process.dirs.clone();
+        let dirs = ctx.data().process.fs.dirs.clone();
         let host = guest.as_deref().and_then(|guest| host_path(&dirs, guest));
         if host.is_none() && guest.as_deref().is_some_and(fs::is_device) {
             let view = loaded_view(&ctx)?;
@@ -234,7 +234,7 @@ fn define_link(
                         new_path: u32,
                         new_len: u32|
           -> Result<i32, RuntimeError> {
-        let dirs = ctx.data().process.dirs.clone();
+        let dirs = ctx.data().process.fs.dirs.clone();
         let mut host = |fd: i32, path: u32, len: u32| -> Result<_, RuntimeError> {
             let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
             Ok((dir.zip(read(&ctx, path, len)))

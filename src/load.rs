@@ -108,6 +108,8 @@ impl LoadedModule {
 #[derive(Clone)]
 pub struct GuestFs {
     pub fs: Arc<dyn FileSystem + Send + Sync>,
+    /// The host directories mounted in it (the runtime's file functions translate paths).
+    pub dirs: Vec<crate::fs::MappedDir>,
     pub tokio: tokio::runtime::Handle,
 }
 

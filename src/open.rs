@@ -54,9 +54,6 @@ impl DlState {
 /// What every thread of the program shares besides the link state.
 pub struct ProcessState {
     pub fs: GuestFs,
-    /// The host directories the guest sees (`--dir`), for what must reach the host itself
-    /// (see [`crate::hostfs`]).
-    pub dirs: Vec<crate::fs::MappedDir>,
     pub compiler: Compiler,
     /// Working directory for relative paths from programs whose libc passes them as is:
     /// the start-up directory, then wherever the guest's `chdir` calls took it.

@@ -92,6 +92,7 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
             config.system_libs.as_deref(),
             tokio.handle(),
         )?),
+        dirs,
         tokio: tokio.handle().clone(),
     };
     let builder = wasi_builder(config, &engine, &guest_fs)?;
@@ -110,7 +111,7 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
             // Compiled by the linker once it knows main's final form.
             let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, None)?;
             instantiate_main(
-                config, &dirs, main, &bytes, builder, &guest_fs, &compiler, &mut store,
+                config, main, &bytes, builder, &guest_fs, &compiler, &mut store,
             )?
         }
     };
@@ -200,7 +201,6 @@ pub fn guest_cwd(config: &RunConfig) -> PathBuf {
 /// relocations and runs the libraries' constructors in dependency order.
 fn instantiate_main(
     config: &RunConfig,
-    dirs: &[MappedDir],
     main: LoadedModule,
     main_bytes: &[u8],
     builder: WasiEnvBuilder,
@@ -215,7 +215,6 @@ fn instantiate_main(
     let cwd = guest_cwd(config);
     let process = Arc::new(ProcessState {
         fs: guest_fs.clone(),
-        dirs: dirs.to_vec(),
         compiler: compiler.clone(),
         cwd: Mutex::new(cwd.clone()),
         load_lock: Default::default(),

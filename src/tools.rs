@@ -39,6 +39,7 @@ pub fn ldd(config: &RunConfig) -> Result<String, Error> {
             config.system_libs.as_deref(),
             tokio.handle(),
         )?),
+        dirs: config.dirs.clone(),
         tokio: tokio.handle().clone(),
     };
     let cwd = run::guest_cwd(config);
