@@ -110,6 +110,10 @@ grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no getuid etc. \*/$
   { log "<unistd.h> or <sys/stat.h> is no longer as expected for getuid/umask"; exit 1; }
 sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no getuid etc. \*/$|uid_t getuid(void);\nuid_t geteuid(void);\ngid_t getgid(void);\ngid_t getegid(void);\n&|' "$inc/unistd.h"
 sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no umask \*/$|mode_t umask(mode_t);\n&|' "$inc/sys/stat.h"
+# chown, fchown, lchown, fchownat (sysroot-src/ids.c): declared where <unistd.h> hides them.
+grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no chown \*/$' "$inc/unistd.h" ||
+  { log "<unistd.h> is no longer as expected for chown"; exit 1; }
+sed -i 's|^#ifdef __wasilibc_unmodified_upstream /\* WASI has no chown \*/$|#if 1 /* chown and friends: sysroot-src/ids.c */|' "$inc/unistd.h"
 # gettid (sysroot-src/thread/wasix_thread.c: the thread's WASIX id), declared where <unistd.h>
 # hides it with other functions.
 grep -q '^#ifdef __wasilibc_unmodified_upstream /\* WASI has no eaccess \*/$' "$inc/unistd.h" ||
