@@ -133,11 +133,10 @@ pub fn build(
     }
     let refs: Vec<&str> = guest_paths.iter().map(String::as_str).collect();
     let root = RootFileSystemBuilder::default().build_tmp_ext(&refs);
-    // wasmer's /dev/tty discards what is written to it. Natively, opening it fails when the
-    // process has no controlling terminal (a service, CI): then the guest has none either.
-    if std::fs::File::open("/dev/tty").is_err() {
-        let _ = root.remove_file(Path::new("/dev/tty"));
-    }
+    // wasmer's /dev/tty is a file that discards what is written to it, neither a terminal nor
+    // a character device. The guest has no controlling terminal: no /dev/tty (natively,
+    // opening it then fails too, and programs fall back to their standard streams).
+    let _ = root.remove_file(Path::new("/dev/tty"));
     let mounts = MountFileSystem::new();
     mounts
         .mount(
@@ -307,17 +306,37 @@ impl FileOpener for HostDir {
         Ok(Box::new(HostFile {
             file,
             host: self.host(path)?,
+            unflushed: None,
         }))
     }
 }
 
-/// A file opened in a mapped directory: wasmer's, except for setting its times, which
-/// virtual-fs takes as seconds where WASI gives nanoseconds (`futimens` set 1 s as 31 years).
-/// Set by path: the name the file was opened under.
+/// A file opened in a mapped directory: wasmer's, except for two things.
+/// - Setting its times: virtual-fs takes WASI's nanoseconds as seconds (`futimens` set 1 s as
+///   31 years); set here by path (the name the file was opened under).
+/// - Writes: virtual-fs completes them in the background (a tokio file), while its size,
+///   times and truncation go to the host file directly: `fstat` right after a `write` saw the
+///   old size, and a `ftruncate` right after one was undone when the write landed. Here a
+///   write is done when its bytes are in the host file, as natively.
 #[derive(Debug)]
 struct HostFile {
     file: Box<dyn VirtualFile + Send + Sync + 'static>,
     host: PathBuf,
+    /// Bytes accepted by the last `poll_write` whose flush was still pending.
+    unflushed: Option<usize>,
+}
+
+impl HostFile {
+    /// Waits until every write made so far has reached the host file.
+    fn settle(&mut self) -> std::io::Result<()> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            match Pin::new(&mut *self.file).poll_flush(&mut cx) {
+                Poll::Ready(result) => return result,
+                Poll::Pending => std::thread::yield_now(),
+            }
+        }
+    }
 }
 
 impl VirtualFile for HostFile {
@@ -331,6 +350,7 @@ impl VirtualFile for HostFile {
         self.file.created_time()
     }
     fn set_times(&mut self, atime: Option<u64>, mtime: Option<u64>) -> virtual_fs::Result<()> {
+        self.settle()?;
         let time = |t: Option<u64>| match t {
             Some(ns) => libc::timespec {
                 tv_sec: (ns / 1_000_000_000) as libc::time_t,
@@ -354,6 +374,7 @@ impl VirtualFile for HostFile {
         self.file.size()
     }
     fn set_len(&mut self, new_size: u64) -> virtual_fs::Result<()> {
+        self.settle()?;
         self.file.set_len(new_size)
     }
     fn unlink(&mut self) -> virtual_fs::Result<()> {
@@ -395,17 +416,24 @@ impl AsyncWrite for HostFile {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.file).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.file).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.file.is_write_vectored()
+        // Polled again after Pending with the same bytes: they were taken already.
+        let written = match self.unflushed {
+            Some(n) => n,
+            None => match Pin::new(&mut *self.file).poll_write(cx, buf) {
+                Poll::Ready(Ok(n)) => n,
+                other => return other,
+            },
+        };
+        match Pin::new(&mut *self.file).poll_flush(cx) {
+            Poll::Ready(result) => {
+                self.unflushed = None;
+                Poll::Ready(result.map(|()| written))
+            }
+            Poll::Pending => {
+                self.unflushed = Some(written);
+                Poll::Pending
+            }
+        }
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut *self.file).poll_flush(cx)

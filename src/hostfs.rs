@@ -21,6 +21,11 @@ use wasmer::{
 use wasmer_wasix::wasmer_wasix_types::wasi::Errno;
 
 use crate::fs::{self, MappedDir};
+use crate::guest::{
+    call_errno, i32s, read_string, read_u16, read_u32, read_u64, scratch, write, FDFLAGS_APPEND,
+    FDSTAT_FLAGS, FDSTAT_SIZE, FILESTAT_FILETYPE, FILESTAT_INO, FILESTAT_NLINK, FILESTAT_SIZE,
+    FILETYPE_CHARACTER_DEVICE, WHENCE_END,
+};
 use crate::open::DlState;
 use crate::search;
 
@@ -51,16 +56,25 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
                             new_path: u32,
                             new_len: u32|
               -> Result<i32, RuntimeError> {
-            let args = [old_path, old_len, fd as u32, new_path, new_len];
-            let strings = (read(&ctx, old_path, old_len), read(&ctx, new_path, new_len));
+            let args = i32s(&[
+                old_path as i32,
+                old_len as i32,
+                fd,
+                new_path as i32,
+                new_len as i32,
+            ]);
+            let strings = (
+                read_string(&ctx, old_path, old_len),
+                read_string(&ctx, new_path, new_len),
+            );
             let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
             let (Some(target), Some(link), Some(dir)) = (strings.0, strings.1, dir) else {
-                return call(&mut ctx, &runtime, args);
+                return call_errno(&mut ctx, &runtime, &args);
             };
             let dirs = ctx.data().process.fs.dirs.clone();
             let link = search::absolute(Path::new(&dir), Path::new(&link));
             match host_link(&dirs, &link, &target) {
-                Placement::InMemory => call(&mut ctx, &runtime, args),
+                Placement::InMemory => call_errno(&mut ctx, &runtime, &args),
                 Placement::Refused => Ok(Errno::Perm as i32),
                 Placement::Host { link, target } => {
                     Ok(match std::os::unix::fs::symlink(&target, &link) {
@@ -107,7 +121,7 @@ fn define_set_times(
                         fst_flags: i32|
           -> Result<i32, RuntimeError> {
         let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
-        let guest = read(&ctx, path, path_len);
+        let guest = read_string(&ctx, path, path_len);
         let dirs = ctx.data().process.fs.dirs.clone();
         let host = (dir.zip(guest))
             .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)))
@@ -122,11 +136,7 @@ fn define_set_times(
                 Value::I64(mtim),
                 Value::I32(fst_flags),
             ];
-            return Ok(runtime
-                .call(&mut ctx, &args)?
-                .first()
-                .and_then(Value::i32)
-                .unwrap_or(0));
+            return call_errno(&mut ctx, &runtime, &args);
         };
         Ok(set_times(&host, lookup & 1 != 0, atim, mtim, fst_flags as u16) as i32)
     };
@@ -165,19 +175,19 @@ fn define_filestat(
                         path_len: u32,
                         buf: u32|
           -> Result<i32, RuntimeError> {
-        let args = [fd as u32, lookup as u32, path, path_len, buf];
-        let errno = call(&mut ctx, &runtime, args)?;
+        let args = i32s(&[fd, lookup, path as i32, path_len as i32, buf as i32]);
+        let errno = call_errno(&mut ctx, &runtime, &args)?;
         if errno != 0 {
             return Ok(errno);
         }
         let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
-        let guest = (dir.zip(read(&ctx, path, path_len)))
+        let guest = (dir.zip(read_string(&ctx, path, path_len)))
             .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)));
         let dirs = ctx.data().process.fs.dirs.clone();
         let host = guest.as_deref().and_then(|guest| host_path(&dirs, guest));
         if host.is_none() && guest.as_deref().is_some_and(fs::is_device) {
-            let view = loaded_view(&ctx)?;
-            let _ = view.write(
+            write(
+                &ctx,
                 u64::from(buf) + FILESTAT_FILETYPE,
                 &[FILETYPE_CHARACTER_DEVICE],
             );
@@ -189,8 +199,8 @@ fn define_filestat(
         });
         if let Some(metadata) = metadata {
             use std::os::unix::fs::MetadataExt;
-            let view = loaded_view(&ctx)?;
-            let _ = view.write(
+            write(
+                &ctx,
                 u64::from(buf) + FILESTAT_NLINK,
                 &metadata.nlink().to_le_bytes(),
             );
@@ -237,7 +247,7 @@ fn define_link(
         let dirs = ctx.data().process.fs.dirs.clone();
         let mut host = |fd: i32, path: u32, len: u32| -> Result<_, RuntimeError> {
             let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
-            Ok((dir.zip(read(&ctx, path, len)))
+            Ok((dir.zip(read_string(&ctx, path, len)))
                 .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)))
                 .and_then(|guest| host_path(&dirs, &guest)))
         };
@@ -260,15 +270,8 @@ fn define_link(
             (Some(_), Some(_)) => Ok(Errno::Xdev as i32),
             _ => {
                 let args = [old_fd, old_flags, old_path as i32, old_len as i32, new_fd];
-                let args: Vec<Value> = (args.into_iter())
-                    .chain([new_path as i32, new_len as i32])
-                    .map(Value::I32)
-                    .collect();
-                Ok(runtime
-                    .call(&mut ctx, &args)?
-                    .first()
-                    .and_then(Value::i32)
-                    .unwrap_or(0))
+                let args = i32s(&[&args[..], &[new_path as i32, new_len as i32]].concat());
+                call_errno(&mut ctx, &runtime, &args)
             }
         }
     };
@@ -310,26 +313,21 @@ fn define_append_write(
                         iovs_len: u32,
                         nwritten: u32|
           -> Result<i32, RuntimeError> {
-        let write = |ctx: &mut FunctionEnvMut<DlState>| {
-            call4(
-                ctx,
-                &runtime,
-                [fd, iovs as i32, iovs_len as i32, nwritten as i32],
-            )
-        };
+        let args = i32s(&[fd, iovs as i32, iovs_len as i32, nwritten as i32]);
+        let write = |ctx: &mut FunctionEnvMut<DlState>| call_errno(ctx, &runtime, &args);
         // Standard streams never seek; everything else: is it appending?
-        let Some(scratch) = (fd > 2).then(|| scratch(&mut ctx, 24)).flatten() else {
+        let Some(scratch) = (fd > 2).then(|| scratch(&mut ctx, FDSTAT_SIZE)).flatten() else {
             return write(&mut ctx);
         };
-        if call4(&mut ctx, &fdstat, [fd, scratch as i32, 0, 0])? != 0 {
+        if call_errno(&mut ctx, &fdstat, &i32s(&[fd, scratch as i32]))? != 0 {
             return write(&mut ctx);
         }
-        let flags = read_u32(&ctx, scratch).map_or(0, |word| (word >> 16) as u16);
+        let flags = read_u16(&ctx, u64::from(scratch) + FDSTAT_FLAGS).unwrap_or(0);
         if flags & FDFLAGS_APPEND == 0 {
             return write(&mut ctx);
         }
         let without = i32::from(flags & !FDFLAGS_APPEND);
-        if call4(&mut ctx, &set_flags, [fd, without, 0, 0])? != 0 {
+        if call_errno(&mut ctx, &set_flags, &i32s(&[fd, without]))? != 0 {
             return write(&mut ctx);
         }
         let end = [
@@ -338,12 +336,11 @@ fn define_append_write(
             Value::I32(WHENCE_END),
             Value::I32(scratch as i32),
         ];
-        let sought = seek.call(&mut ctx, &end)?.first().and_then(Value::i32);
-        let result = match sought {
-            Some(0) => write(&mut ctx),
-            errno => Ok(errno.unwrap_or(Errno::Io as i32)),
+        let result = match call_errno(&mut ctx, &seek, &end)? {
+            0 => write(&mut ctx),
+            errno => Ok(errno),
         };
-        call4(&mut ctx, &set_flags, [fd, i32::from(flags), 0, 0])?;
+        call_errno(&mut ctx, &set_flags, &i32s(&[fd, i32::from(flags)]))?;
         result
     };
     imports.define(
@@ -351,24 +348,6 @@ fn define_append_write(
         "fd_write",
         Function::new_typed_with_env(store, env, wrapper),
     );
-}
-
-/// WASI's fdflags APPEND (fdstat: fs_flags u16 at 2) and whence END.
-const FDFLAGS_APPEND: u16 = 1;
-const WHENCE_END: i32 = 2;
-
-/// Calls a WASI function taking (up to) four i32 arguments; its errno.
-fn call4(
-    ctx: &mut FunctionEnvMut<DlState>,
-    f: &Function,
-    args: [i32; 4],
-) -> Result<i32, RuntimeError> {
-    let n = f.ty(ctx).params().len().min(4);
-    let args: Vec<Value> = args[..n].iter().map(|&a| Value::I32(a)).collect();
-    Ok(f.call(ctx, &args)?
-        .first()
-        .and_then(Value::i32)
-        .unwrap_or(0))
 }
 
 /// `fd_readdir(fd, buf, buf_len, cookie, bufused)`, with each entry's inode.
@@ -398,11 +377,7 @@ fn define_readdir(
             Value::I64(cookie),
             Value::I32(bufused as i32),
         ];
-        let errno = runtime
-            .call(&mut ctx, &args)?
-            .first()
-            .and_then(Value::i32)
-            .unwrap_or(0);
+        let errno = call_errno(&mut ctx, &runtime, &args)?;
         if errno == 0 {
             fill_inodes(&mut ctx, &filestat, fd, buf, bufused)?;
         }
@@ -417,11 +392,6 @@ fn define_readdir(
 
 /// Dirents: d_next u64, d_ino u64 at 8, d_namlen u32 at 16, d_type u8 at 20, then the name.
 const DIRENT_SIZE: u32 = 24;
-/// Filestat (64 bytes): st_ino u64 at 8, st_filetype u8 at 16, st_nlink u64 at 24.
-const FILESTAT_INO: u64 = 8;
-const FILESTAT_FILETYPE: u64 = 16;
-const FILESTAT_NLINK: u64 = 24;
-const FILETYPE_CHARACTER_DEVICE: u8 = 2;
 
 /// Writes the inode of every whole entry of `buf` whose inode is 0.
 fn fill_inodes(
@@ -431,15 +401,16 @@ fn fill_inodes(
     buf: u32,
     bufused: u32,
 ) -> Result<(), RuntimeError> {
-    let Some(scratch) = scratch(ctx, 64) else {
+    let Some(scratch) = scratch(ctx, FILESTAT_SIZE) else {
         return Ok(());
     };
-    let Some(used) = read_u32(ctx, bufused) else {
+    let Some(used) = read_u32(ctx, u64::from(bufused)) else {
         return Ok(());
     };
     let mut at = 0;
     while at + DIRENT_SIZE <= used {
-        let (Some(ino), Some(namlen)) = (read_u64(ctx, buf + at + 8), read_u32(ctx, buf + at + 16))
+        let entry = u64::from(buf + at);
+        let (Some(ino), Some(namlen)) = (read_u64(ctx, entry + 8), read_u32(ctx, entry + 16))
         else {
             return Ok(());
         };
@@ -448,45 +419,18 @@ fn fill_inodes(
             break; // cut off: the guest asks again from this entry
         }
         if ino == 0 {
-            let args = [fd, 0, name as i32, namlen as i32, scratch as i32].map(Value::I32);
-            let found = filestat.call(ctx, &args)?.first().and_then(Value::i32) == Some(0);
+            let args = i32s(&[fd, 0, name as i32, namlen as i32, scratch as i32]);
+            let found = call_errno(ctx, filestat, &args)? == 0;
             if let Some(ino) = found
-                .then(|| read_u64(ctx, scratch + FILESTAT_INO as u32))
+                .then(|| read_u64(ctx, u64::from(scratch) + FILESTAT_INO))
                 .flatten()
             {
-                let view = loaded_view(ctx)?;
-                let _ = view.write(u64::from(buf + at + 8), &ino.to_le_bytes());
+                write(ctx, entry + 8, &ino.to_le_bytes());
             }
         }
         at += DIRENT_SIZE + namlen;
     }
     Ok(())
-}
-
-/// `size` bytes of scratch space below the thread's stack pointer (free during a host call:
-/// nothing runs on this thread's stack meanwhile), 8-aligned.
-fn scratch(ctx: &mut FunctionEnvMut<DlState>, size: u32) -> Option<u32> {
-    let stack_pointer = ctx.data().loaded.as_ref()?.group.stack_pointer.clone();
-    let sp = stack_pointer.get(ctx).i32()? as u32;
-    sp.checked_sub(size).map(|s| s & !7)
-}
-
-fn read_u32(ctx: &FunctionEnvMut<DlState>, address: u32) -> Option<u32> {
-    let mut bytes = [0u8; 4];
-    loaded_view(ctx)
-        .ok()?
-        .read(u64::from(address), &mut bytes)
-        .ok()?;
-    Some(u32::from_le_bytes(bytes))
-}
-
-fn read_u64(ctx: &FunctionEnvMut<DlState>, address: u32) -> Option<u64> {
-    let mut bytes = [0u8; 8];
-    loaded_view(ctx)
-        .ok()?
-        .read(u64::from(address), &mut bytes)
-        .ok()?;
-    Some(u64::from_le_bytes(bytes))
 }
 
 /// `utimensat` on the host, with WASI's flags (ATIM 1, ATIM_NOW 2, MTIM 4, MTIM_NOW 8).
@@ -567,66 +511,18 @@ fn preopen_name(
     let Some(scratch) = scratch(ctx, 4096) else {
         return Ok(None);
     };
-    let ok = |result: Box<[Value]>| result.first().and_then(Value::i32) == Some(0);
     // prestat: a tag byte, then the name's length (u32 at 4).
-    if !ok(prestat.call(ctx, &[Value::I32(fd), Value::I32(scratch as i32)])?) {
+    if call_errno(ctx, prestat, &i32s(&[fd, scratch as i32]))? != 0 {
         return Ok(None);
     }
-    let mut len = [0u8; 4];
-    if loaded_view(ctx)?
-        .read(u64::from(scratch) + 4, &mut len)
-        .is_err()
-    {
+    let Some(len) = read_u32(ctx, u64::from(scratch) + 4).map(|len| len.min(4000)) else {
+        return Ok(None);
+    };
+    if call_errno(ctx, prestat_name, &i32s(&[fd, scratch as i32, len as i32]))? != 0 {
         return Ok(None);
     }
-    let len = u32::from_le_bytes(len).min(4000);
-    let args = [
-        Value::I32(fd),
-        Value::I32(scratch as i32),
-        Value::I32(len as i32),
-    ];
-    if !ok(prestat_name.call(ctx, &args)?) {
-        return Ok(None);
-    }
-    let mut bytes = vec![0u8; len as usize];
-    if loaded_view(ctx)?
-        .read(u64::from(scratch), &mut bytes)
-        .is_err()
-    {
-        return Ok(None);
-    }
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    Ok(String::from_utf8(bytes[..end].to_vec()).ok())
-}
-
-fn loaded_view<'a>(
-    ctx: &'a FunctionEnvMut<DlState>,
-) -> Result<wasmer::MemoryView<'a>, RuntimeError> {
-    let loaded = ctx
-        .data()
-        .loaded
-        .as_ref()
-        .ok_or_else(|| RuntimeError::new("no program"))?;
-    Ok(loaded.group.memory.view(ctx))
-}
-
-fn read(ctx: &FunctionEnvMut<DlState>, ptr: u32, len: u32) -> Option<String> {
-    let view = loaded_view(ctx).ok()?;
-    let mut bytes = vec![0u8; len as usize];
-    view.read(u64::from(ptr), &mut bytes).ok()?;
-    String::from_utf8(bytes).ok()
-}
-
-fn call(
-    ctx: &mut FunctionEnvMut<DlState>,
-    f: &Function,
-    args: [u32; 5],
-) -> Result<i32, RuntimeError> {
-    let args = args.map(|a| Value::I32(a as i32));
-    Ok(f.call(ctx, &args)?
-        .first()
-        .and_then(Value::i32)
-        .unwrap_or(0))
+    let name = read_string(ctx, scratch, len);
+    Ok(name.map(|name| name.trim_end_matches('\0').to_string()))
 }
 
 fn errno_of(e: &std::io::Error) -> Errno {

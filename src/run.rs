@@ -26,6 +26,7 @@ use crate::layout::TABLE_CAPACITY;
 use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
 use crate::open::{self, DlState, Loaded, ProcessState};
+use crate::pipes;
 use crate::poll;
 use crate::stdio;
 use crate::sync;
@@ -331,6 +332,7 @@ pub fn thread_imports(
     poll::define(store, dl_env, &mut imports);
     stdio::define(store, dl_env, &mut imports);
     hostfs::define(store, dl_env, &mut imports);
+    pipes::define(store, dl_env, &mut imports);
     thread::define(store, dl_env, &mut imports);
     let wrappers = sync::wrap_imports(store, dl_env, &mut imports, memory)?;
     wrappers

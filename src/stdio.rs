@@ -8,26 +8,18 @@
 //! `fd_fdstat_get` for descriptors 0-2 by their number, one that now refers to something else
 //! (`dup2` of a file onto stdout) gets that file's type.
 
-use wasmer::{
-    AsStoreMut, Extern, Function, FunctionEnv, FunctionEnvMut, Imports, RuntimeError, Value,
-};
+use wasmer::{AsStoreMut, Extern, Function, FunctionEnv, FunctionEnvMut, Imports, RuntimeError};
 
+use crate::guest::{
+    self, call_errno, i32s, read_u64, scratch, write, FDSTAT_RIGHTS, FILESTAT_FILETYPE,
+    FILESTAT_INO, FILESTAT_SIZE, FILETYPE_CHARACTER_DEVICE, FILETYPE_REGULAR_FILE,
+    FILETYPE_UNKNOWN, RIGHTS_FD_SEEK, RIGHTS_FD_TELL,
+};
 use crate::open::DlState;
 
 /// wasmer-wasix's inode numbers of its stdin, stdout and stderr (fs/mod.rs `FS_STDIN_INO`...),
 /// in host descriptor order.
 const STDIO_INODES: std::ops::RangeInclusive<u64> = 10..=12;
-
-// WASI's layouts (wasi_snapshot_preview1, wasix_32v1): fdstat and filestat.
-const FDSTAT_RIGHTS: u64 = 8;
-const FILESTAT_SIZE: u32 = 64;
-const FILESTAT_INO: u64 = 8;
-const FILESTAT_FILETYPE: u64 = 16;
-const FILETYPE_UNKNOWN: u8 = 0;
-const FILETYPE_CHARACTER_DEVICE: u8 = 2;
-const FILETYPE_REGULAR_FILE: u8 = 4;
-const RIGHTS_FD_SEEK: u64 = 1 << 2;
-const RIGHTS_FD_TELL: u64 = 1 << 5;
 
 /// What the host's descriptor `host_fd` is, as a WASI file type, and whether it can seek.
 fn host_truth(host_fd: i32) -> (u8, bool) {
@@ -110,8 +102,7 @@ fn call(
     fd: i32,
     buf: u32,
 ) -> Result<i32, RuntimeError> {
-    let result = f.call(ctx, &[Value::I32(fd), Value::I32(buf as i32)])?;
-    Ok(result.first().and_then(Value::i32).unwrap_or(0))
+    call_errno(ctx, f, &i32s(&[fd, buf as i32]))
 }
 
 /// What a guest descriptor refers to.
@@ -123,21 +114,13 @@ enum What {
 }
 
 /// What guest descriptor `fd` refers to, from its filestat, asked of wasmer-wasix into scratch
-/// space below the thread's stack pointer (free during a host call: nothing runs on this
-/// thread's stack meanwhile).
+/// space below the thread's stack pointer.
 fn what_is(
     ctx: &mut FunctionEnvMut<DlState>,
     filestat: &Function,
     fd: i32,
 ) -> Result<Option<What>, RuntimeError> {
-    let Some(loaded) = ctx.data().loaded.as_ref() else {
-        return Ok(None);
-    };
-    let stack_pointer = loaded.group.stack_pointer.clone();
-    let Some(sp) = stack_pointer.get(ctx).i32().map(|sp| sp as u32) else {
-        return Ok(None);
-    };
-    let Some(scratch) = sp.checked_sub(2 * FILESTAT_SIZE).map(|s| s & !7) else {
+    let Some(scratch) = scratch(ctx, FILESTAT_SIZE) else {
         return Ok(None);
     };
     if call(ctx, filestat, fd, scratch)? != 0 {
@@ -149,13 +132,8 @@ fn what_is(
     if STDIO_INODES.contains(&ino) {
         return Ok(Some(What::Stdio((ino - STDIO_INODES.start()) as i32)));
     }
-    let mut filetype = [0u8];
-    let loaded = ctx.data().loaded.as_ref();
-    let read = loaded.map(|l| {
-        let view = l.group.memory.view(ctx);
-        view.read(u64::from(scratch) + FILESTAT_FILETYPE, &mut filetype)
-    });
-    Ok(matches!(read, Some(Ok(()))).then_some(What::Other(filetype[0])))
+    let filetype = guest::read_u8(ctx, u64::from(scratch) + FILESTAT_FILETYPE);
+    Ok(filetype.map(What::Other))
 }
 
 fn correct_fdstat(ctx: &FunctionEnvMut<DlState>, buf: u32, filetype: u8, seekable: bool) {
@@ -166,19 +144,5 @@ fn correct_fdstat(ctx: &FunctionEnvMut<DlState>, buf: u32, filetype: u8, seekabl
             let rights = rights | RIGHTS_FD_SEEK | RIGHTS_FD_TELL;
             write(ctx, buf + FDSTAT_RIGHTS, &rights.to_le_bytes());
         }
-    }
-}
-
-fn read_u64(ctx: &FunctionEnvMut<DlState>, address: u64) -> Option<u64> {
-    let loaded = ctx.data().loaded.as_ref()?;
-    let view = loaded.group.memory.view(ctx);
-    let mut bytes = [0u8; 8];
-    view.read(address, &mut bytes).ok()?;
-    Some(u64::from_le_bytes(bytes))
-}
-
-fn write(ctx: &FunctionEnvMut<DlState>, address: u64, bytes: &[u8]) {
-    if let Some(loaded) = ctx.data().loaded.as_ref() {
-        let _ = loaded.group.memory.view(ctx).write(address, bytes);
     }
 }

@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use wasmer::{
-    AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Imports, MemoryView, RuntimeError, Value,
-    WasmPtr,
+    AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Imports, RuntimeError, Value, WasmPtr,
 };
 use wasmer_wasix::wasmer_wasix_types::wasi::Errno;
 
+use crate::guest::view;
 use crate::open::{self, DlState};
 use crate::search;
 
@@ -70,11 +70,6 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
 /// (newer wasix-libc) and as the runtime symbol `__wasix_dlclose` (this toolchain's libc).
 pub fn dlclose_function(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>) -> Function {
     Function::new_typed_with_env(store, env, dlclose)
-}
-
-fn view<'a>(ctx: &'a FunctionEnvMut<DlState>) -> Option<MemoryView<'a>> {
-    let loaded = ctx.data().loaded.as_ref()?;
-    Some(loaded.group.memory.view(ctx))
 }
 
 fn read_str(ctx: &FunctionEnvMut<DlState>, ptr: u32, len: u32) -> Result<String, Errno> {
