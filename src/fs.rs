@@ -298,59 +298,63 @@ impl FileOpener for HostDir {
         path: &Path,
         conf: &OpenOptionsConfig,
     ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
-        let file = self
-            .fs
-            .new_open_options()
-            .options(conf.clone())
-            .open(path)?;
+        let host = self.host(path)?;
+        // Devices, FIFOs and sockets keep wasmer's file, whose reads and writes, which may
+        // block, run in the background.
+        if std::fs::metadata(&host).is_ok_and(|m| !m.is_file()) {
+            return self.fs.new_open_options().options(conf.clone()).open(path);
+        }
+        // Rust refuses truncate with append; truncating first makes the append moot anyway.
+        let file = std::fs::OpenOptions::new()
+            .read(conf.read)
+            .write(conf.write)
+            .append(conf.append && !conf.truncate)
+            .truncate(conf.truncate)
+            .create(conf.create)
+            .create_new(conf.create_new)
+            .open(&host)?;
         Ok(Box::new(HostFile {
             file,
-            host: self.host(path)?,
-            unflushed: None,
+            host,
+            sought: None,
         }))
     }
 }
 
-/// A file opened in a mapped directory: wasmer's, except for two things.
-/// - Setting its times: virtual-fs takes WASI's nanoseconds as seconds (`futimens` set 1 s as
-///   31 years); set here by path (the name the file was opened under).
-/// - Writes: virtual-fs completes them in the background (a tokio file), while its size,
-///   times and truncation go to the host file directly: `fstat` right after a `write` saw the
-///   old size, and a `ftruncate` right after one was undone when the write landed. Here a
-///   write is done when its bytes are in the host file, as natively.
+/// A regular file opened in a mapped directory, read and written in place, as natively.
+/// (virtual-fs's host file sends every read and write to tokio's blocking pool and back, about
+/// a hundred microseconds a call, completes writes in the background while it answers size,
+/// times and truncation from the host file directly — `fstat` right after a `write` saw the
+/// old size, a `ftruncate` right after one was undone when it landed — and takes the
+/// nanoseconds of `futimens` as seconds.)
 #[derive(Debug)]
 struct HostFile {
-    file: Box<dyn VirtualFile + Send + Sync + 'static>,
+    file: std::fs::File,
+    /// The host path it was opened under (`unlink` of an open file removes that name).
     host: PathBuf,
-    /// Bytes accepted by the last `poll_write` whose flush was still pending.
-    unflushed: Option<usize>,
+    /// The result of the seek `start_seek` made, for `poll_complete`.
+    sought: Option<std::io::Result<u64>>,
 }
 
-impl HostFile {
-    /// Waits until every write made so far has reached the host file.
-    fn settle(&mut self) -> std::io::Result<()> {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        loop {
-            match Pin::new(&mut *self.file).poll_flush(&mut cx) {
-                Poll::Ready(result) => return result,
-                Poll::Pending => std::thread::yield_now(),
-            }
-        }
-    }
+/// Nanoseconds since the epoch of a file time (0 if the host has none).
+fn nanos(time: std::io::Result<std::time::SystemTime>) -> u64 {
+    time.ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl VirtualFile for HostFile {
     fn last_accessed(&self) -> u64 {
-        self.file.last_accessed()
+        self.file.metadata().map_or(0, |m| nanos(m.accessed()))
     }
     fn last_modified(&self) -> u64 {
-        self.file.last_modified()
+        self.file.metadata().map_or(0, |m| nanos(m.modified()))
     }
     fn created_time(&self) -> u64 {
-        self.file.created_time()
+        self.file.metadata().map_or(0, |m| nanos(m.created()))
     }
     fn set_times(&mut self, atime: Option<u64>, mtime: Option<u64>) -> virtual_fs::Result<()> {
-        self.settle()?;
+        use std::os::fd::AsRawFd;
         let time = |t: Option<u64>| match t {
             Some(ns) => libc::timespec {
                 tv_sec: (ns / 1_000_000_000) as libc::time_t,
@@ -362,93 +366,73 @@ impl VirtualFile for HostFile {
             },
         };
         let times = [time(atime), time(mtime)];
-        let path = std::ffi::CString::new(self.host.as_os_str().as_encoded_bytes())
-            .map_err(|_| FsError::InvalidInput)?;
-        // SAFETY: a NUL-terminated path and two timespecs, as utimensat(2) takes them.
-        match unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) } {
+        // SAFETY: an open descriptor and two timespecs, as futimens(2) takes them.
+        match unsafe { libc::futimens(self.file.as_raw_fd(), times.as_ptr()) } {
             0 => Ok(()),
             _ => Err(std::io::Error::last_os_error().into()),
         }
     }
     fn size(&self) -> u64 {
-        self.file.size()
+        self.file.metadata().map_or(0, |m| m.len())
     }
     fn set_len(&mut self, new_size: u64) -> virtual_fs::Result<()> {
-        self.settle()?;
-        self.file.set_len(new_size)
+        Ok(self.file.set_len(new_size)?)
     }
     fn unlink(&mut self) -> virtual_fs::Result<()> {
-        self.file.unlink()
-    }
-    fn is_open(&self) -> bool {
-        self.file.is_open()
-    }
-    fn get_special_fd(&self) -> Option<u32> {
-        self.file.get_special_fd()
+        Ok(std::fs::remove_file(&self.host)?)
     }
     fn poll_read_ready(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _: &mut Context<'_>,
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.file).poll_read_ready(cx)
+        use std::io::Seek;
+        let at = self.file.stream_position();
+        Poll::Ready(at.map(|at| self.size().saturating_sub(at) as usize))
     }
-    fn poll_write_ready(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.file).poll_write_ready(cx)
+    fn poll_write_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(8192))
     }
 }
 
 impl AsyncRead for HostFile {
     fn poll_read(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.file).poll_read(cx, buf)
+        use std::io::Read;
+        let read = self.file.read(buf.initialize_unfilled());
+        Poll::Ready(read.map(|n| buf.advance(n)))
     }
 }
 
 impl AsyncWrite for HostFile {
     fn poll_write(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        // Polled again after Pending with the same bytes: they were taken already.
-        let written = match self.unflushed {
-            Some(n) => n,
-            None => match Pin::new(&mut *self.file).poll_write(cx, buf) {
-                Poll::Ready(Ok(n)) => n,
-                other => return other,
-            },
-        };
-        match Pin::new(&mut *self.file).poll_flush(cx) {
-            Poll::Ready(result) => {
-                self.unflushed = None;
-                Poll::Ready(result.map(|()| written))
-            }
-            Poll::Pending => {
-                self.unflushed = Some(written);
-                Poll::Pending
-            }
-        }
+        use std::io::Write;
+        Poll::Ready(self.file.write(buf))
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.file).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.file).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
 impl AsyncSeek for HostFile {
     fn start_seek(mut self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
-        Pin::new(&mut *self.file).start_seek(position)
+        use std::io::Seek;
+        self.sought = Some(self.file.seek(position));
+        Ok(())
     }
-    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
-        Pin::new(&mut *self.file).poll_complete(cx)
+    fn poll_complete(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        use std::io::Seek;
+        let sought = self.sought.take();
+        Poll::Ready(sought.unwrap_or_else(|| self.file.stream_position()))
     }
 }
 

@@ -22,9 +22,9 @@ use wasmer_wasix::wasmer_wasix_types::wasi::Errno;
 
 use crate::fs::{self, MappedDir};
 use crate::guest::{
-    call_errno, i32s, read_string, read_u16, read_u32, read_u64, scratch, write, FDFLAGS_APPEND,
-    FDSTAT_FLAGS, FDSTAT_SIZE, FILESTAT_FILETYPE, FILESTAT_INO, FILESTAT_NLINK, FILESTAT_SIZE,
-    FILETYPE_CHARACTER_DEVICE, WHENCE_END,
+    call_errno, i32s, read_string, read_u16, read_u32, read_u64, read_u8, scratch, write,
+    FDFLAGS_APPEND, FDSTAT_FLAGS, FDSTAT_SIZE, FILESTAT_FILETYPE, FILESTAT_INO, FILESTAT_NLINK,
+    FILESTAT_SIZE, FILETYPE_CHARACTER_DEVICE, FILETYPE_REGULAR_FILE, WHENCE_END,
 };
 use crate::open::DlState;
 use crate::search;
@@ -322,8 +322,11 @@ fn define_append_write(
         if call_errno(&mut ctx, &fdstat, &i32s(&[fd, scratch as i32]))? != 0 {
             return write(&mut ctx);
         }
+        // Only files: wasmer marks its standard output and error appending too (and a
+        // duplicate of one is fd > 2).
+        let filetype = read_u8(&ctx, u64::from(scratch));
         let flags = read_u16(&ctx, u64::from(scratch) + FDSTAT_FLAGS).unwrap_or(0);
-        if flags & FDFLAGS_APPEND == 0 {
+        if flags & FDFLAGS_APPEND == 0 || filetype != Some(FILETYPE_REGULAR_FILE) {
             return write(&mut ctx);
         }
         let without = i32::from(flags & !FDFLAGS_APPEND);
@@ -336,10 +339,12 @@ fn define_append_write(
             Value::I32(WHENCE_END),
             Value::I32(scratch as i32),
         ];
-        let result = match call_errno(&mut ctx, &seek, &end)? {
-            0 => write(&mut ctx),
-            errno => Ok(errno),
-        };
+        // Should the seek fail, wasmer's own append is the next best thing.
+        if call_errno(&mut ctx, &seek, &end)? != 0 {
+            call_errno(&mut ctx, &set_flags, &i32s(&[fd, i32::from(flags)]))?;
+            return write(&mut ctx);
+        }
+        let result = write(&mut ctx);
         call_errno(&mut ctx, &set_flags, &i32s(&[fd, i32::from(flags)]))?;
         result
     };
