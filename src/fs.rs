@@ -68,34 +68,33 @@ fn normalize_guest(path: &Path) -> Option<PathBuf> {
 /// The guest's `/tmp`: a private host directory for this run, removed when the returned guard
 /// is dropped, unless a mapped directory is `/tmp` or inside it (then the user chose).
 /// Temporary files live on disk as they do natively, with the host file system's semantics
-/// (times, links, sizes), and a program's large temporary files do not fill the memory.
-pub fn private_tmp(dirs: &[MappedDir]) -> Result<Option<(tempfile::TempDir, MappedDir)>, Error> {
+/// (times, links, sizes), and a program's large temporary files do not fill the memory. Where
+/// the host has no writable temporary directory, `/tmp` stays in memory (with a warning).
+pub fn private_tmp(dirs: &[MappedDir]) -> Option<(tempfile::TempDir, MappedDir)> {
     let guest = Path::new("/tmp");
     if dirs.iter().any(|d| d.guest.starts_with(guest)) {
-        return Ok(None);
+        return None;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("wasix-dl-tmp-")
-        .tempdir()
-        .map_err(|e| Error::Dir {
-            spec: "/tmp".into(),
-            reason: format!(
-                "cannot create the guest's private /tmp in {}: {e}",
+    let dir = match tempfile::Builder::new().prefix("wasix-dl-tmp-").tempdir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!(
+                "no private /tmp in {} ({e}): the guest's /tmp is in memory",
                 std::env::temp_dir().display()
-            ),
-        })?;
+            );
+            return None;
+        }
+    };
     let mapped = MappedDir {
         host: std::fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_path_buf()),
         guest: guest.to_path_buf(),
     };
-    Ok(Some((dir, mapped)))
+    Some((dir, mapped))
 }
 
 /// Whether `guest` is one of the character devices the guest's `/dev` has.
 pub fn is_device(guest: &Path) -> bool {
-    let devices = [
-        "null", "zero", "urandom", "tty", "stdin", "stdout", "stderr",
-    ];
+    let devices = ["null", "zero", "urandom", "stdin", "stdout", "stderr"];
     (guest.parent() == Some(Path::new("/dev")))
         && (guest.file_name()).is_some_and(|name| devices.iter().any(|d| name == *d))
 }

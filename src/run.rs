@@ -80,7 +80,7 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
     let mut compiler = Compiler::new(engine.clone());
     compiler.epoch_checks = config.epoch_checks;
     let mut store = Store::new(engine.clone());
-    let tmp = fs::private_tmp(&config.dirs)?;
+    let tmp = fs::private_tmp(&config.dirs);
     let dirs: Vec<MappedDir> = config
         .dirs
         .iter()
