@@ -77,6 +77,7 @@ mod error;
 mod fs;
 mod group;
 mod guest;
+mod hostdir;
 mod hostfs;
 mod init;
 mod layout;
