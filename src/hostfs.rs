@@ -29,7 +29,8 @@ use crate::guest::{
 use crate::open::DlState;
 use crate::search;
 
-/// Wraps `path_symlink` and `path_filestat_set_times` of the WASI namespaces in `imports`.
+/// Wraps the WASI calls on paths and files that wasmer-wasix gets wrong for mapped host
+/// directories (see each `define_*`), in every WASI namespace of `imports`.
 pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
     for ns in ["wasi_unstable", "wasi_snapshot_preview1", "wasix_32v1"] {
         define_set_times(store, env, imports, ns);
@@ -37,16 +38,10 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
         define_filestat(store, env, imports, ns);
         define_link(store, env, imports, ns);
         define_append_write(store, env, imports, ns);
-        let (
-            Some(Extern::Function(runtime)),
-            Some(Extern::Function(prestat)),
-            Some(Extern::Function(prestat_name)),
-        ) = (
+        let (Some(Extern::Function(runtime)), Some(preopens)) = (
             imports.get_export(ns, "path_symlink"),
-            imports.get_export(ns, "fd_prestat_get"),
-            imports.get_export(ns, "fd_prestat_dir_name"),
-        )
-        else {
+            Preopens::of(imports, ns),
+        ) else {
             continue;
         };
         let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
@@ -63,17 +58,12 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
                 new_path as i32,
                 new_len as i32,
             ]);
-            let strings = (
-                read_string(&ctx, old_path, old_len),
-                read_string(&ctx, new_path, new_len),
-            );
-            let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
-            let (Some(target), Some(link), Some(dir)) = (strings.0, strings.1, dir) else {
+            let target = read_string(&ctx, old_path, old_len);
+            let link = preopens.guest_path(&mut ctx, fd, new_path, new_len)?;
+            let (Some(target), Some(link)) = (target, link) else {
                 return call_errno(&mut ctx, &runtime, &args);
             };
-            let dirs = ctx.data().process.fs.dirs.clone();
-            let link = search::absolute(Path::new(&dir), Path::new(&link));
-            match host_link(&dirs, &link, &target) {
+            match host_link(&ctx.data().process.fs.dirs, &link, &target) {
                 Placement::InMemory => call_errno(&mut ctx, &runtime, &args),
                 Placement::Refused => Ok(Errno::Perm as i32),
                 Placement::Host { link, target } => {
@@ -99,16 +89,10 @@ fn define_set_times(
     imports: &mut Imports,
     ns: &str,
 ) {
-    let (
-        Some(Extern::Function(runtime)),
-        Some(Extern::Function(prestat)),
-        Some(Extern::Function(prestat_name)),
-    ) = (
+    let (Some(Extern::Function(runtime)), Some(preopens)) = (
         imports.get_export(ns, "path_filestat_set_times"),
-        imports.get_export(ns, "fd_prestat_get"),
-        imports.get_export(ns, "fd_prestat_dir_name"),
-    )
-    else {
+        Preopens::of(imports, ns),
+    ) else {
         return;
     };
     let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
@@ -120,13 +104,7 @@ fn define_set_times(
                         mtim: i64,
                         fst_flags: i32|
           -> Result<i32, RuntimeError> {
-        let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
-        let guest = read_string(&ctx, path, path_len);
-        let dirs = ctx.data().process.fs.dirs.clone();
-        let host = (dir.zip(guest))
-            .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)))
-            .and_then(|guest| host_path(&dirs, &guest));
-        let Some((_, host)) = host else {
+        let Some((_, host)) = preopens.host_path(&mut ctx, fd, path, path_len)? else {
             let args = [
                 Value::I32(fd),
                 Value::I32(lookup),
@@ -156,16 +134,10 @@ fn define_filestat(
     imports: &mut Imports,
     ns: &str,
 ) {
-    let (
-        Some(Extern::Function(runtime)),
-        Some(Extern::Function(prestat)),
-        Some(Extern::Function(prestat_name)),
-    ) = (
+    let (Some(Extern::Function(runtime)), Some(preopens)) = (
         imports.get_export(ns, "path_filestat_get"),
-        imports.get_export(ns, "fd_prestat_get"),
-        imports.get_export(ns, "fd_prestat_dir_name"),
-    )
-    else {
+        Preopens::of(imports, ns),
+    ) else {
         return;
     };
     let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
@@ -180,11 +152,9 @@ fn define_filestat(
         if errno != 0 {
             return Ok(errno);
         }
-        let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
-        let guest = (dir.zip(read_string(&ctx, path, path_len)))
-            .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)));
-        let dirs = ctx.data().process.fs.dirs.clone();
-        let host = guest.as_deref().and_then(|guest| host_path(&dirs, guest));
+        let guest = preopens.guest_path(&mut ctx, fd, path, path_len)?;
+        let dirs = &ctx.data().process.fs.dirs;
+        let host = guest.as_deref().and_then(|guest| host_path(dirs, guest));
         if host.is_none() && guest.as_deref().is_some_and(fs::is_device) {
             write(
                 &ctx,
@@ -223,16 +193,10 @@ fn define_link(
     imports: &mut Imports,
     ns: &str,
 ) {
-    let (
-        Some(Extern::Function(runtime)),
-        Some(Extern::Function(prestat)),
-        Some(Extern::Function(prestat_name)),
-    ) = (
+    let (Some(Extern::Function(runtime)), Some(preopens)) = (
         imports.get_export(ns, "path_link"),
-        imports.get_export(ns, "fd_prestat_get"),
-        imports.get_export(ns, "fd_prestat_dir_name"),
-    )
-    else {
+        Preopens::of(imports, ns),
+    ) else {
         return;
     };
     let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
@@ -244,17 +208,8 @@ fn define_link(
                         new_path: u32,
                         new_len: u32|
           -> Result<i32, RuntimeError> {
-        let dirs = ctx.data().process.fs.dirs.clone();
-        let mut host = |fd: i32, path: u32, len: u32| -> Result<_, RuntimeError> {
-            let dir = preopen_name(&mut ctx, (&prestat, &prestat_name), fd)?;
-            Ok((dir.zip(read_string(&ctx, path, len)))
-                .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p)))
-                .and_then(|guest| host_path(&dirs, &guest)))
-        };
-        let (old, new) = (
-            host(old_fd, old_path, old_len)?,
-            host(new_fd, new_path, new_len)?,
-        );
+        let old = preopens.host_path(&mut ctx, old_fd, old_path, old_len)?;
+        let new = preopens.host_path(&mut ctx, new_fd, new_path, new_len)?;
         match (old, new) {
             (Some((old_dir, old)), Some((new_dir, new))) if old_dir == new_dir => {
                 // linkat(2): a link to a symlink itself unless SYMLINK_FOLLOW.
@@ -507,27 +462,79 @@ fn host_path(dirs: &[MappedDir], guest: &Path) -> Option<(usize, PathBuf)> {
     Some((index, dir.host.join(rest)))
 }
 
-/// The guest path of preopened directory `fd` (wasi-libc resolves every path against one).
-fn preopen_name(
-    ctx: &mut FunctionEnvMut<DlState>,
-    (prestat, prestat_name): (&Function, &Function),
-    fd: i32,
-) -> Result<Option<String>, RuntimeError> {
-    let Some(scratch) = scratch(ctx, 4096) else {
-        return Ok(None);
-    };
-    // prestat: a tag byte, then the name's length (u32 at 4).
-    if call_errno(ctx, prestat, &i32s(&[fd, scratch as i32]))? != 0 {
-        return Ok(None);
+/// The two WASI calls that name a preopened directory, with which the wrappers turn a path
+/// argument (relative to a preopen: wasi-libc resolves every path against one) into the
+/// guest's absolute path and, inside a mapped directory, the host's.
+#[derive(Clone)]
+struct Preopens {
+    prestat: Function,
+    prestat_name: Function,
+}
+
+impl Preopens {
+    fn of(imports: &Imports, ns: &str) -> Option<Self> {
+        match (
+            imports.get_export(ns, "fd_prestat_get"),
+            imports.get_export(ns, "fd_prestat_dir_name"),
+        ) {
+            (Some(Extern::Function(prestat)), Some(Extern::Function(prestat_name))) => {
+                Some(Preopens {
+                    prestat,
+                    prestat_name,
+                })
+            }
+            _ => None,
+        }
     }
-    let Some(len) = read_u32(ctx, u64::from(scratch) + 4).map(|len| len.min(4000)) else {
-        return Ok(None);
-    };
-    if call_errno(ctx, prestat_name, &i32s(&[fd, scratch as i32, len as i32]))? != 0 {
-        return Ok(None);
+
+    /// The guest path of preopened directory `fd`.
+    fn name(
+        &self,
+        ctx: &mut FunctionEnvMut<DlState>,
+        fd: i32,
+    ) -> Result<Option<String>, RuntimeError> {
+        let Some(scratch) = scratch(ctx, 4096) else {
+            return Ok(None);
+        };
+        // prestat: a tag byte, then the name's length (u32 at 4).
+        if call_errno(ctx, &self.prestat, &i32s(&[fd, scratch as i32]))? != 0 {
+            return Ok(None);
+        }
+        let Some(len) = read_u32(ctx, u64::from(scratch) + 4).map(|len| len.min(4000)) else {
+            return Ok(None);
+        };
+        let args = i32s(&[fd, scratch as i32, len as i32]);
+        if call_errno(ctx, &self.prestat_name, &args)? != 0 {
+            return Ok(None);
+        }
+        let name = read_string(ctx, scratch, len);
+        Ok(name.map(|name| name.trim_end_matches('\0').to_string()))
     }
-    let name = read_string(ctx, scratch, len);
-    Ok(name.map(|name| name.trim_end_matches('\0').to_string()))
+
+    /// The absolute guest path of the path argument at `path` (`len` bytes) relative to `fd`.
+    fn guest_path(
+        &self,
+        ctx: &mut FunctionEnvMut<DlState>,
+        fd: i32,
+        path: u32,
+        len: u32,
+    ) -> Result<Option<PathBuf>, RuntimeError> {
+        let dir = self.name(ctx, fd)?;
+        Ok((dir.zip(read_string(ctx, path, len)))
+            .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p))))
+    }
+
+    /// The mapped directory (its index) and host path of that path argument, if it has one.
+    fn host_path(
+        &self,
+        ctx: &mut FunctionEnvMut<DlState>,
+        fd: i32,
+        path: u32,
+        len: u32,
+    ) -> Result<Option<(usize, PathBuf)>, RuntimeError> {
+        let guest = self.guest_path(ctx, fd, path, len)?;
+        Ok(guest.and_then(|guest| host_path(&ctx.data().process.fs.dirs, &guest)))
+    }
 }
 
 fn errno_of(e: &std::io::Error) -> Errno {
