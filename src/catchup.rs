@@ -164,18 +164,28 @@ fn apply_log(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Erro
         loaded.thread.clone(),
     );
     let seen = thread.seen.load(Ordering::Relaxed);
+    let process = ctx.data().process.clone();
     let mut new_modules = Vec::new();
     let mut loaded_ids = Vec::new();
-    let mut unloaded = Vec::new();
     let result = (|| {
         let linker = lock(&linker_arc);
-        for op in &linker.log[seen..] {
+        let ops = linker.log.since(seen).ok_or_else(|| {
+            Error::Wasi(format!(
+                "thread {} is behind the start of the link log",
+                thread.tid
+            ))
+        })?;
+        for op in ops {
             match op {
-                LinkOp::Load(ids) => {
-                    loaded_ids.extend(ids);
-                    for &id in ids {
-                        let missing = !matches!(group.instances.get(id), Some(Some(_)));
-                        if linker.modules[id].alive && missing {
+                LinkOp::Load(modules) => {
+                    for &(id, incarnation) in modules {
+                        let current = linker.current(id);
+                        // Unloaded since (its id maybe given to another)?
+                        if !linker.modules[id].alive || current.1 != incarnation {
+                            continue;
+                        }
+                        loaded_ids.push(id);
+                        if !group.has(current) {
                             group.instantiate(ctx, &linker, id, &wasi)?;
                             new_modules.push(id);
                         }
@@ -183,13 +193,14 @@ fn apply_log(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Erro
                 }
                 LinkOp::Slot(slot) => group.fill_slot(ctx, &linker, *slot)?,
                 LinkOp::Unload { modules, slots } => {
+                    // Everything of these modules goes now: a later Load in this batch may
+                    // give their ids to other modules.
                     group.null_slots(ctx, slots);
-                    for &id in modules {
-                        if let Some(instance) = group.instances.get_mut(id) {
-                            *instance = None;
-                        }
-                        new_modules.retain(|&m| m != id);
-                        unloaded.push(id);
+                    let dropped = group.drop_modules(modules);
+                    new_modules.retain(|m| !dropped.contains(m));
+                    give_back_tls(ctx, &process, &dropped);
+                    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
+                        loaded.tls_deferred.retain(|id| !dropped.contains(id));
                     }
                 }
             }
@@ -200,7 +211,8 @@ fn apply_log(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Erro
 
     // TLS blocks: the ones the publisher prepared, else the module's own allocation. Blocks
     // prepared for a load this thread does not need (it had the module already) are kept
-    // with the others and freed with them.
+    // with the others and freed with them. (The publisher of an unload takes back the blocks
+    // it prepared for the modules unloaded: what is here is for the modules as they are.)
     let prepared: Vec<(ModuleId, u32)> = {
         let mut all = lock_tls(&thread.prepared_tls);
         let (ours, later): (Vec<_>, Vec<_>) =
@@ -228,9 +240,6 @@ fn apply_log(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Erro
     let loaded = ctx.data_mut().loaded.as_mut().expect("checked by catch_up");
     loaded.group = group;
     loaded.tls_blocks.extend(blocks);
-    loaded.tls_deferred.retain(|id| !unloaded.contains(id));
-    let process = ctx.data().process.clone();
-    give_back_tls(ctx, &process, &unloaded);
     process.threads.caught_up(&thread, new_seen);
     Ok(())
 }

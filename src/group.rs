@@ -18,6 +18,16 @@ use crate::plan::{Binding, GotValue};
 use crate::scope::ModuleId;
 use crate::trampoline;
 
+/// A GOT entry of module `consumer` for the thread-local symbol at `offset` in `provider`'s
+/// TLS block.
+#[derive(Clone)]
+struct TlsGot {
+    global: Global,
+    consumer: ModuleId,
+    provider: ModuleId,
+    offset: u32,
+}
+
 #[derive(Clone)]
 pub struct InstanceGroup {
     pub memory: Memory,
@@ -30,9 +40,12 @@ pub struct InstanceGroup {
     /// By module id; `None` until instantiated. Shared pointers: an `Instance` carries its
     /// whole export map, too much to copy on every dlsym.
     pub instances: Vec<Option<Arc<Instance>>>,
+    /// The incarnation of the module each instance was made from (see
+    /// [`crate::load::LoadedModule::incarnation`]).
+    incarnations: Vec<u64>,
     /// GOT entries of thread-local symbols whose provider's TLS block in this thread is not
     /// known yet: set by [`InstanceGroup::bind_tls_got`].
-    tls_got: Vec<(Global, ModuleId, u32)>,
+    tls_got: Vec<TlsGot>,
 }
 
 impl InstanceGroup {
@@ -69,6 +82,7 @@ impl InstanceGroup {
             cpp_exception: Tag::new(store, vec![Type::I32]),
             c_longjmp: Tag::new(store, vec![Type::I32]),
             instances: Vec::new(),
+            incarnations: Vec::new(),
             tls_got: Vec::new(),
         })
     }
@@ -118,7 +132,12 @@ impl InstanceGroup {
                 }
                 Binding::Got(GotValue::Tls { provider, offset }) => {
                     let global = Global::new_mut(store, Value::I32(0));
-                    self.tls_got.push((global.clone(), *provider, *offset));
+                    self.tls_got.push(TlsGot {
+                        global: global.clone(),
+                        consumer: id,
+                        provider: *provider,
+                        offset: *offset,
+                    });
                     global.into()
                 }
                 Binding::Direct { provider } => {
@@ -166,8 +185,10 @@ impl InstanceGroup {
         let instance = Arc::new(instance);
         if self.instances.len() <= id {
             self.instances.resize(id + 1, None);
+            self.incarnations.resize(id + 1, 0);
         }
         self.instances[id] = Some(instance.clone());
+        self.incarnations[id] = loaded.incarnation;
         self.fill_slots_of(store, linker, id)?;
         Ok(instance)
     }
@@ -191,20 +212,26 @@ impl InstanceGroup {
     /// Sets the GOT entries of thread-local symbols whose providers' TLS blocks now exist.
     pub fn bind_tls_got(&mut self, store: &mut impl AsStoreMut) -> Result<(), Error> {
         let pending = std::mem::take(&mut self.tls_got);
-        for (global, provider, offset) in pending {
-            let base = self.tls_base(store, provider);
+        for entry in pending {
+            let base = self.tls_base(store, entry.provider);
             if base == 0 {
-                self.tls_got.push((global, provider, offset));
+                self.tls_got.push(entry);
                 continue;
             }
-            global
-                .set(store, Value::I32(base.wrapping_add(offset) as i32))
+            entry
+                .global
+                .set(store, Value::I32(base.wrapping_add(entry.offset) as i32))
                 .map_err(|e| Error::Instantiate {
                     module: "(TLS GOT entry)".into(),
                     reason: e.to_string(),
                 })?;
         }
         Ok(())
+    }
+
+    /// Whether this group has an instance of module `id` as it is now.
+    pub fn has(&self, (id, incarnation): (ModuleId, u64)) -> bool {
+        matches!(self.instances.get(id), Some(Some(_))) && self.incarnations[id] == incarnation
     }
 
     /// Puts the function that owns table slot `slot` there, if its module is instantiated in
@@ -218,6 +245,9 @@ impl InstanceGroup {
         let Some((provider, name)) = linker.slot_owner(slot) else {
             return Ok(());
         };
+        if !self.has(linker.current(provider)) {
+            return Ok(());
+        }
         let Some(Some(instance)) = self.instances.get(provider) else {
             return Ok(());
         };
@@ -251,6 +281,21 @@ impl InstanceGroup {
             self.fill_slot(store, linker, slot)?;
         }
         Ok(())
+    }
+
+    /// Drops this group's instances of the unloaded `modules` (and what waits for them);
+    /// returns the ids of those it had.
+    pub fn drop_modules(&mut self, modules: &[(ModuleId, u64)]) -> Vec<ModuleId> {
+        let dropped: Vec<ModuleId> = (modules.iter())
+            .filter(|&&m| self.has(m))
+            .map(|&(id, _)| id)
+            .collect();
+        for &id in &dropped {
+            self.instances[id] = None;
+        }
+        self.tls_got
+            .retain(|e| !dropped.contains(&e.consumer) && !dropped.contains(&e.provider));
+        dropped
     }
 
     /// Empties table `slots` in this group's table.

@@ -21,7 +21,8 @@ use crate::sync::LinkOp;
 pub struct Linker {
     /// Compiles (through the module cache) every module loaded, and the generated ones.
     pub compiler: Compiler,
-    /// Every loaded module; index = [`ModuleId`], 0 is the main module.
+    /// Every loaded module; index = [`ModuleId`], 0 is the main module. An unloaded module
+    /// stays (not alive) until its id is given to another.
     pub modules: Vec<LoadedModule>,
     pub regions: Vec<Region>,
     pub layout: Layout,
@@ -42,6 +43,11 @@ pub struct Linker {
     pub nodelete: BTreeSet<ModuleId>,
     /// Table slots given back by unloaded modules, reused before the table grows.
     free_slots: BTreeSet<u32>,
+    /// Ids of unloaded modules, given to the next modules loaded (lowest first), so that a
+    /// program that opens and closes libraries for ever keeps as many ids as it has open.
+    free_ids: BTreeSet<ModuleId>,
+    /// The last incarnation given to a module placed by [`Self::place`].
+    incarnations: u64,
     /// Slots of the runtime's own functions that the guest's libc finds through dlsym, in
     /// the order of [`crate::wasix::BUILTINS`] (empty until they are installed).
     pub builtins: Vec<u32>,
@@ -50,7 +56,7 @@ pub struct Linker {
     pub order: Vec<ModuleId>,
     /// Every change to the set of modules or to the table since start-up, in order: what
     /// a thread applies to its group to catch up (see [`crate::sync`]).
-    pub log: Vec<LinkOp>,
+    pub log: crate::sync::Log,
     /// `log.len()`, readable without the lock (the fast path of catching up).
     pub published: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The same number in guest memory, for the host-call wrappers and epoch checks.
@@ -191,14 +197,36 @@ impl Linker {
         if !set.contains(&root) {
             return Vec::new();
         }
-        let mut order = self.init_order(root, self.startup_count);
-        order.retain(|id| set.contains(id));
+        let mut order = self.init_order(root, |id| set.contains(&id));
         order.reverse();
         order
     }
 
+    /// The id the module at position `p` of a batch of new modules will get: unloaded
+    /// modules' ids first, lowest first, then new ones.
+    pub fn id_for_new(&self, p: usize) -> ModuleId {
+        match self.free_ids.iter().nth(p) {
+            Some(&id) => id,
+            None => self.modules.len() + p - self.free_ids.len(),
+        }
+    }
+
+    /// Registers `module`, placed at `region`, under `id` (from [`Self::id_for_new`]).
+    pub fn place(&mut self, id: ModuleId, mut module: LoadedModule, region: Region) {
+        self.free_ids.remove(&id);
+        self.incarnations += 1;
+        module.incarnation = self.incarnations;
+        if id == self.modules.len() {
+            self.modules.push(module);
+            self.regions.push(region);
+        } else {
+            self.modules[id] = module;
+            self.regions[id] = region;
+        }
+    }
+
     /// Forgets an unloaded module: out of every scope, its symbols gone, its table slots
-    /// free again. Returns those slots, to be nulled in every instance group.
+    /// and its id free again. Returns those slots, to be nulled in every instance group.
     pub fn forget(&mut self, id: ModuleId) -> Vec<u32> {
         let module = &mut self.modules[id];
         module.alive = false;
@@ -221,6 +249,7 @@ impl Linker {
             slots.push(slot);
         }
         self.slots.remove(&id);
+        self.free_ids.insert(id);
         slots.sort_unstable();
         slots.dedup();
         self.free_slots.extend(slots.iter().copied());
@@ -242,10 +271,10 @@ impl Linker {
             .collect()
     }
 
-    /// Initialisation order of `root` and what it needs, among the modules from `first` on:
+    /// Initialisation order of `root` and what it needs, among the modules `among` accepts:
     /// dependencies before the modules that need them (depth-first post-order over `needed`;
     /// cycles are broken where first seen).
-    pub fn init_order(&self, root: ModuleId, first: ModuleId) -> Vec<ModuleId> {
+    pub fn init_order(&self, root: ModuleId, among: impl Fn(ModuleId) -> bool) -> Vec<ModuleId> {
         fn visit(linker: &Linker, id: ModuleId, seen: &mut [bool], out: &mut Vec<ModuleId>) {
             if std::mem::replace(&mut seen[id], true) {
                 return;
@@ -255,7 +284,7 @@ impl Linker {
             }
             out.push(id);
         }
-        let mut seen: Vec<bool> = (0..self.modules.len()).map(|id| id < first).collect();
+        let mut seen: Vec<bool> = (0..self.modules.len()).map(|id| !among(id)).collect();
         let mut out = Vec::new();
         visit(self, root, &mut seen, &mut out);
         out
@@ -274,6 +303,11 @@ impl Linker {
             next += 1;
         }
         scope
+    }
+
+    /// Module `id` as it is now (id and incarnation).
+    pub fn current(&self, id: ModuleId) -> (ModuleId, u64) {
+        (id, self.modules[id].incarnation)
     }
 
     /// The module loaded from canonical guest path `path`, if any.
@@ -409,7 +443,7 @@ pub fn start<S: AsStoreMut>(
         compiler,
         search.fs,
         &mut modules,
-        0,
+        &|p| p,
         &|_| None,
         search.cwd,
         search.ld_library_path,
@@ -467,9 +501,11 @@ pub fn start<S: AsStoreMut>(
         startup_count: count,
         nodelete: BTreeSet::new(),
         free_slots: BTreeSet::new(),
+        free_ids: BTreeSet::new(),
+        incarnations: 0,
         builtins: Vec::new(),
         order: Vec::new(),
-        log: Vec::new(),
+        log: Default::default(),
         published: Default::default(),
         epoch: Some(crate::sync::RuntimeWords::new(store, &group.memory)?),
     };

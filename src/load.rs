@@ -34,8 +34,11 @@ pub struct LoadedModule {
     pub needed: Vec<ModuleId>,
     /// Other modules this one bound symbols from (besides `needed`): it keeps them loaded.
     pub bound_to: std::collections::BTreeSet<ModuleId>,
-    /// False once unloaded by dlclose (ids are never reused).
+    /// False once unloaded by dlclose (its id then goes to the next module loaded).
     pub alive: bool,
+    /// Which of the modules that had this id it is (0 for the modules of start-up, which
+    /// stay): what a thread's instance of the id is checked against.
+    pub incarnation: u64,
     /// How each import is bound; made when the module is linked (see [`crate::plan`]).
     pub plan: Option<crate::plan::LinkPlan>,
     /// The bare names it was asked for by (`needed` entries, `dlopen` arguments without a
@@ -66,6 +69,7 @@ impl LoadedModule {
             needed: Vec::new(),
             bound_to: Default::default(),
             alive: true,
+            incarnation: 0,
             plan: None,
             requested_as: Vec::new(),
         }
@@ -91,6 +95,7 @@ impl LoadedModule {
             needed: Vec::new(),
             bound_to: Default::default(),
             alive: true,
+            incarnation: 0,
             plan: None,
             requested_as: Vec::new(),
         })
@@ -244,14 +249,14 @@ pub enum Known<'a> {
 
 /// Loads every library `modules` need, breadth-first in `needed` order (ELF's load order),
 /// each file once. `modules` holds the root (the main module, or a dlopen'ed library) and
-/// receives the new libraries; the module at position `p` gets id `id_offset + p`.
+/// receives the new libraries; the module at position `p` gets id `id_of(p)`.
 /// `existing` finds a module loaded before by its canonical path or by a bare name it was
 /// requested as.
 pub fn load_needed(
     compiler: &Compiler,
     fs: &GuestFs,
     modules: &mut Vec<LoadedModule>,
-    id_offset: ModuleId,
+    id_of: &dyn Fn(usize) -> ModuleId,
     existing: &dyn Fn(Known) -> Option<ModuleId>,
     cwd: &Path,
     ld_library_path: &[String],
@@ -264,7 +269,7 @@ pub fn load_needed(
             let known = (!name.contains('/'))
                 .then(|| {
                     let batch = modules.iter().position(|m| m.requested_as.contains(name));
-                    existing(Known::Name(name)).or(batch.map(|p| id_offset + p))
+                    existing(Known::Name(name)).or(batch.map(id_of))
                 })
                 .flatten();
             if let Some(id) = known {
@@ -283,15 +288,15 @@ pub fn load_needed(
                 };
                 find(fs, name, &ctx, &format!("needed by {}", requester.name))?
             };
-            let id = if let Some(id) = existing(Known::Path(&found)) {
-                id
+            let (id, position) = if let Some(id) = existing(Known::Path(&found)) {
+                (id, None)
             } else if let Some(p) = modules.iter().position(|m| m.path.as_ref() == Some(&found)) {
-                id_offset + p
+                (id_of(p), Some(p))
             } else {
                 modules.push(library(compiler, fs, &found)?);
-                id_offset + modules.len() - 1
+                (id_of(modules.len() - 1), Some(modules.len() - 1))
             };
-            if let Some(module) = id.checked_sub(id_offset).and_then(|p| modules.get_mut(p)) {
+            if let Some(module) = position.and_then(|p| modules.get_mut(p)) {
                 if !name.contains('/') && !module.requested_as.contains(name) {
                     module.requested_as.push(name.clone());
                 }

@@ -173,15 +173,16 @@ pub fn dlopen(
 }
 
 /// Waits until every thread running wasm has applied the log as it is now (see
-/// [`Threads::rendezvous`]).
+/// [`Threads::rendezvous`]), then drops what every thread has applied from the log.
 fn rendezvous(ctx: &FunctionEnvMut<DlState>) -> Result<(), Error> {
     let state = ctx.data();
     let loaded = state.loaded.as_ref().ok_or_else(not_loaded)?;
     let target = loaded.published.load(Ordering::Acquire);
-    state
-        .process
-        .threads
-        .rendezvous(&loaded.thread, target, &state.process.fs.tokio)
+    let threads = &state.process.threads;
+    threads.rendezvous(&loaded.thread, target, &state.process.fs.tokio)?;
+    let mut linker = lock(&loaded.linker);
+    linker.log.forget_applied(threads.least_seen());
+    Ok(())
 }
 
 fn open_locked(
@@ -243,21 +244,22 @@ fn open_locked(
     if !path.contains('/') {
         new[0].requested_as.push(path.to_string());
     }
-    let first = {
+    let ids: Vec<ModuleId> = {
         let linker = lock(&linker_arc);
-        let first = linker.modules.len();
         let existing = |known: load::Known| linker.known(known);
+        let id_of = |p| linker.id_for_new(p);
         load::load_needed(
             compiler,
             &process.fs,
             &mut new,
-            first,
+            &id_of,
             &existing,
             &cwd,
             ld_library_path,
         )?;
-        first
+        (0..new.len()).map(id_of).collect()
     };
+    let root = ids[0];
 
     // Memory from the program's allocator.
     let mut memory = Vec::with_capacity(new.len());
@@ -275,20 +277,19 @@ fn open_locked(
             }
         }
     }
-    let ids: Vec<ModuleId> = (first..first + new.len()).collect();
 
     // Register, plan and instantiate in this thread. From here on, a failure is undone by
     // `release`, like an unload.
     let result = (|| {
         let mut linker = lock(&linker_arc);
-        for (module, memory_base) in new.into_iter().zip(memory) {
+        for ((module, memory_base), &id) in new.into_iter().zip(memory).zip(&ids) {
             let table_base =
                 linker.allocate_slots(module.info.table_size, module.info.table_align_log2);
-            linker.modules.push(module);
-            linker.regions.push(Region {
+            let region = Region {
                 memory_base,
                 table_base,
-            });
+            };
+            linker.place(id, module, region);
         }
         if linker.next_slot > TABLE_CAPACITY {
             return Err(Error::Dl {
@@ -296,7 +297,7 @@ fn open_locked(
             });
         }
         let mut scope = linker.global_scope.clone();
-        for id in linker.local_scope(first) {
+        for id in linker.local_scope(root) {
             if !scope.contains(&id) {
                 scope.push(id);
             }
@@ -315,7 +316,7 @@ fn open_locked(
         Ok(ToInit::list(
             &linker,
             &group,
-            &linker.init_order(first, first),
+            &linker.init_order(root, |id| ids.contains(&id)),
         ))
     })();
     set_instances(ctx, &group);
@@ -328,20 +329,18 @@ fn open_locked(
     prepare_tls(ctx, process, &group, &ids);
     let mut linker = lock(&linker_arc);
     if flags & RTLD_GLOBAL != 0 {
-        promote(&mut linker, first);
+        promote(&mut linker, root);
     }
     if flags & RTLD_NODELETE != 0 {
-        linker.nodelete.insert(first);
+        linker.nodelete.insert(root);
     }
-    linker.handles.insert(handle_of(first), (first, 1));
-    let order: Vec<ModuleId> = linker
-        .order
-        .iter()
-        .copied()
+    linker.handles.insert(handle_of(root), (root, 1));
+    let order: Vec<(ModuleId, u64)> = (linker.order.iter())
         .filter(|id| ids.contains(id))
+        .map(|&id| linker.current(id))
         .collect();
     linker.publish(LinkOp::Load(order));
-    Ok(handle_of(first))
+    Ok(handle_of(root))
 }
 
 /// Allocates, for every other thread, a TLS block of each module of `ids` that has one and
@@ -393,39 +392,57 @@ fn release(ctx: &mut FunctionEnvMut<DlState>, linker: &Mutex<Linker>, ids: &[Mod
     let Ok((_, mut group, _)) = loaded(ctx) else {
         return;
     };
-    let (slots, memory) = {
+    let (slots, memory, modules) = {
         let mut linker = lock(linker);
-        let memory: Vec<u32> = ids
-            .iter()
-            .filter_map(|&id| linker.regions.get(id))
-            .map(|r| r.memory_base)
-            .collect();
         let registered: Vec<ModuleId> = ids
             .iter()
             .copied()
-            .filter(|&id| id < linker.modules.len())
+            .filter(|&id| linker.modules.get(id).is_some_and(|m| m.alive))
             .collect();
+        let memory: Vec<u32> = (registered.iter())
+            .map(|&id| linker.regions[id].memory_base)
+            .collect();
+        let modules: Vec<(ModuleId, u64)> =
+            registered.iter().map(|&id| linker.current(id)).collect();
         let slots: Vec<u32> = registered
             .iter()
             .flat_map(|&id| linker.forget(id))
             .collect();
         linker.publish(LinkOp::Unload {
-            modules: ids.to_vec(),
+            modules: modules.clone(),
             slots: slots.clone(),
         });
-        (slots, memory)
+        (slots, memory, modules)
     };
     group.null_slots(ctx, &slots);
-    for &id in ids {
-        if let Some(instance) = group.instances.get_mut(id) {
-            *instance = None;
-        }
-    }
+    group.drop_modules(&modules);
     set_instances(ctx, &group);
     let process = ctx.data().process.clone();
     catchup::give_back_tls(ctx, &process, ids);
+    take_back_prepared_tls(ctx, &process, ids);
     free_all(ctx, &group, &memory);
     crate::thread::free_dead_tls_blocks(ctx);
+}
+
+/// Takes back the TLS blocks prepared for other threads (see [`prepare_tls`]) for the
+/// unloaded `ids` that those threads have not used, to be freed: the ids may go to other
+/// modules, whose blocks must not be confused with these.
+fn take_back_prepared_tls(ctx: &FunctionEnvMut<DlState>, process: &ProcessState, ids: &[ModuleId]) {
+    let Some(loaded) = ctx.data().loaded.as_ref() else {
+        return;
+    };
+    for thread in process.threads.others(&loaded.thread) {
+        let mut prepared = sync::lock_tls(&thread.prepared_tls);
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            prepared.drain(..).partition(|(id, _)| ids.contains(id));
+        *prepared = kept;
+        drop(prepared);
+        process
+            .dead_tls_blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(gone.into_iter().map(|(_, block)| block));
+    }
 }
 
 /// Closes a handle; at its last close the library, and what it needed that nothing else

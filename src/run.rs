@@ -289,7 +289,7 @@ fn instantiate_main(
             module: name.to_string(),
             reason: e.to_string(),
         })?;
-    let to_init = ToInit::list(&linker, &group, &linker.init_order(0, 0));
+    let to_init = ToInit::list(&linker, &group, &linker.init_order(0, |_| true));
     dl_env.as_mut(store).loaded = Some(Loaded {
         thread,
         published: linker.published.clone(),

@@ -85,18 +85,55 @@ use crate::trampoline;
 
 pub use crate::layout::{EPOCH_ADDRESS, MAX_THREADS, THREAD_STATES};
 
-/// One change to the program, as the threads that did not make it must apply it.
+/// One change to the program, as the threads that did not make it must apply it. Module
+/// ids are reused, so a module is named by its id and its incarnation (see
+/// [`crate::load::LoadedModule::incarnation`]): a thread that is behind skips what was
+/// undone since, and applies what the link state is now.
 #[derive(Debug, Clone)]
 pub enum LinkOp {
     /// Modules loaded by `dlopen`, in instantiation order (relocated and constructed).
-    Load(Vec<ModuleId>),
+    Load(Vec<(ModuleId, u64)>),
     /// A table slot handed out for a function of a loaded module.
     Slot(u32),
     /// Modules unloaded (or a failed load undone) and the table slots they gave back.
     Unload {
-        modules: Vec<ModuleId>,
+        modules: Vec<(ModuleId, u64)>,
         slots: Vec<u32>,
     },
+}
+
+/// The link log: every change to the program in order, by absolute position (what a
+/// thread's `seen` counts). The part every thread has applied is dropped, so a program that
+/// opens and closes libraries for ever keeps a log as long as its slowest thread is behind.
+#[derive(Default)]
+pub struct Log {
+    /// Absolute position of `ops[0]`.
+    first: usize,
+    ops: Vec<LinkOp>,
+}
+
+impl Log {
+    /// Every change ever published (the epoch).
+    pub fn len(&self) -> usize {
+        self.first + self.ops.len()
+    }
+
+    pub fn push(&mut self, op: LinkOp) {
+        self.ops.push(op);
+    }
+
+    /// The changes after the first `seen`; `None` if some of them were dropped already
+    /// (never: a thread's `seen` holds [`Log::forget_applied`] back).
+    pub fn since(&self, seen: usize) -> Option<&[LinkOp]> {
+        self.ops.get(seen.checked_sub(self.first)?..)
+    }
+
+    /// Drops the changes before position `applied` (what every thread has applied).
+    pub fn forget_applied(&mut self, applied: usize) {
+        let n = applied.saturating_sub(self.first).min(self.ops.len());
+        self.ops.drain(..n);
+        self.first += n;
+    }
 }
 
 /// How long a publisher waits, by default, for a thread running wasm to catch up.
@@ -286,6 +323,16 @@ impl Threads {
             // rather than at the end of this thread's time slice.
             std::thread::yield_now();
         }
+    }
+
+    /// The least `seen` of the registered threads: how much of the log they all applied (a
+    /// thread that is starting counts as 0 until it has taken its place in the log).
+    pub fn least_seen(&self) -> usize {
+        let registry = self.registry();
+        (registry.threads.iter())
+            .map(|t| t.seen.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
     }
 
     /// Every registered thread but `me`.
