@@ -186,22 +186,20 @@ fn apply_log(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Erro
                         }
                         loaded_ids.push(id);
                         if !group.has(current) {
-                            group.instantiate(ctx, &linker, id, &wasi)?;
+                            group.restore_or_instantiate(ctx, &linker, id, &wasi)?;
                             new_modules.push(id);
                         }
                     }
                 }
                 LinkOp::Slot(slot) => group.fill_slot(ctx, &linker, *slot)?,
                 LinkOp::Unload { modules, slots } => {
-                    // Everything of these modules goes now: a later Load in this batch may
-                    // give their ids to other modules.
                     group.null_slots(ctx, slots);
                     let dropped = group.drop_modules(modules);
-                    new_modules.retain(|m| !dropped.contains(m));
-                    give_back_tls(ctx, &process, &dropped);
-                    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
-                        loaded.tls_deferred.retain(|id| !dropped.contains(id));
-                    }
+                    gone(ctx, &mut new_modules, &dropped);
+                }
+                LinkOp::Park { modules } => {
+                    let parked = group.park(ctx, modules);
+                    gone(ctx, &mut new_modules, &parked);
                 }
             }
         }
@@ -242,6 +240,18 @@ fn apply_log(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Erro
     loaded.tls_blocks.extend(blocks);
     process.threads.caught_up(&thread, new_seen);
     Ok(())
+}
+
+/// What goes with modules unloaded or parked in this thread, at once (a later Load in the
+/// same batch may give their ids to other modules): their TLS blocks, and their TLS set-up
+/// if still to come.
+fn gone(ctx: &mut FunctionEnvMut<DlState>, new_modules: &mut Vec<ModuleId>, ids: &[ModuleId]) {
+    new_modules.retain(|m| !ids.contains(m));
+    let process = ctx.data().process.clone();
+    give_back_tls(ctx, &process, ids);
+    if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
+        loaded.tls_deferred.retain(|id| !ids.contains(id));
+    }
 }
 
 /// Hands this thread's TLS blocks of `modules` (unloaded) to the process, to be freed by

@@ -18,14 +18,27 @@ use crate::plan::{Binding, GotValue};
 use crate::scope::ModuleId;
 use crate::trampoline;
 
+/// Table slots and what they hold.
+type SlotValues = Vec<(u32, Value)>;
+
+/// This group's instance of a parked module (see [`crate::park`]) and its GOT entries of
+/// thread-local symbols, put back when it is reopened.
+#[derive(Clone)]
+struct ParkedInstance {
+    incarnation: u64,
+    instance: Arc<Instance>,
+    tls_got: Vec<TlsGot>,
+}
+
 /// A GOT entry of module `consumer` for the thread-local symbol at `offset` in `provider`'s
-/// TLS block.
+/// TLS block; `pending` until set for the provider's block in this thread.
 #[derive(Clone)]
 struct TlsGot {
     global: Global,
     consumer: ModuleId,
     provider: ModuleId,
     offset: u32,
+    pending: bool,
 }
 
 #[derive(Clone)]
@@ -43,9 +56,15 @@ pub struct InstanceGroup {
     /// The incarnation of the module each instance was made from (see
     /// [`crate::load::LoadedModule::incarnation`]).
     incarnations: Vec<u64>,
-    /// GOT entries of thread-local symbols whose provider's TLS block in this thread is not
-    /// known yet: set by [`InstanceGroup::bind_tls_got`].
+    /// GOT entries of thread-local symbols, set by [`InstanceGroup::bind_tls_got`] once
+    /// their provider's TLS block in this thread is known (again, after a reopening).
     tls_got: Vec<TlsGot>,
+    /// Instances of parked modules, by id.
+    parked: Vec<(ModuleId, ParkedInstance)>,
+    /// What the table slots of modules parked once held, by module (id and incarnation),
+    /// kept while the module is loaded or parked: reading a slot makes a new function
+    /// object in the Store, which would grow by one per slot at every close.
+    slot_values: Vec<((ModuleId, u64), SlotValues)>,
 }
 
 impl InstanceGroup {
@@ -84,6 +103,8 @@ impl InstanceGroup {
             instances: Vec::new(),
             incarnations: Vec::new(),
             tls_got: Vec::new(),
+            parked: Vec::new(),
+            slot_values: Vec::new(),
         })
     }
 
@@ -137,6 +158,7 @@ impl InstanceGroup {
                         consumer: id,
                         provider: *provider,
                         offset: *offset,
+                        pending: true,
                     });
                     global.into()
                 }
@@ -211,11 +233,10 @@ impl InstanceGroup {
 
     /// Sets the GOT entries of thread-local symbols whose providers' TLS blocks now exist.
     pub fn bind_tls_got(&mut self, store: &mut impl AsStoreMut) -> Result<(), Error> {
-        let pending = std::mem::take(&mut self.tls_got);
-        for entry in pending {
+        for at in 0..self.tls_got.len() {
+            let entry = &self.tls_got[at];
             let base = self.tls_base(store, entry.provider);
-            if base == 0 {
-                self.tls_got.push(entry);
+            if !entry.pending || base == 0 {
                 continue;
             }
             entry
@@ -225,6 +246,7 @@ impl InstanceGroup {
                     module: "(TLS GOT entry)".into(),
                     reason: e.to_string(),
                 })?;
+            self.tls_got[at].pending = false;
         }
         Ok(())
     }
@@ -283,9 +305,101 @@ impl InstanceGroup {
         Ok(())
     }
 
-    /// Drops this group's instances of the unloaded `modules` (and what waits for them);
-    /// returns the ids of those it had.
+    /// Instantiates module `id`, or puts back this group's instance of it from when it was
+    /// parked (its table slots as they were; its TLS block is set up anew by the caller).
+    pub fn restore_or_instantiate(
+        &mut self,
+        store: &mut impl AsStoreMut,
+        linker: &Linker,
+        id: ModuleId,
+        wasi: &Imports,
+    ) -> Result<Arc<Instance>, Error> {
+        let incarnation = linker.modules[id].incarnation;
+        let Some(at) = self.parked.iter().position(|(m, _)| *m == id) else {
+            return self.instantiate(store, linker, id, wasi);
+        };
+        let (_, parked) = self.parked.swap_remove(at);
+        if parked.incarnation != incarnation {
+            return self.instantiate(store, linker, id, wasi);
+        }
+        let saved = self
+            .slot_values
+            .iter()
+            .find(|(m, _)| *m == (id, incarnation));
+        for (slot, value) in saved.map(|(_, slots)| slots.clone()).unwrap_or_default() {
+            self.table
+                .set(store, slot, value)
+                .map_err(|e| Error::Instantiate {
+                    module: linker.modules[id].name.clone(),
+                    reason: format!("cannot restore table slot {slot}: {e}"),
+                })?;
+        }
+        let tls_got = parked.tls_got.into_iter();
+        self.tls_got.extend(tls_got.map(|entry| TlsGot {
+            pending: true,
+            ..entry
+        }));
+        self.instances[id] = Some(parked.instance.clone());
+        self.incarnations[id] = incarnation;
+        Ok(parked.instance)
+    }
+
+    /// Parks this group's instances of `modules` (each with the table slots it holds):
+    /// keeps them with what their slots hold, and empties the slots. Returns the ids of the
+    /// modules it had.
+    pub fn park(
+        &mut self,
+        store: &mut impl AsStoreMut,
+        modules: &[((ModuleId, u64), Vec<u32>)],
+    ) -> Vec<ModuleId> {
+        let mut parked = Vec::new();
+        for (module, slots) in modules {
+            if self.has(*module) {
+                let id = module.0;
+                let at = match self.slot_values.iter().position(|(m, _)| m == module) {
+                    Some(at) => at,
+                    None => {
+                        self.slot_values.push((*module, Vec::new()));
+                        self.slot_values.len() - 1
+                    }
+                };
+                for &slot in slots {
+                    if !self.slot_values[at].1.iter().any(|(s, _)| *s == slot) {
+                        if let Some(value) = self.table.get(store, slot) {
+                            self.slot_values[at].1.push((slot, value));
+                        }
+                    }
+                }
+                let (tls_got, others) = std::mem::take(&mut self.tls_got)
+                    .into_iter()
+                    .partition(|e| e.consumer == id);
+                self.tls_got = others;
+                let instance = self.instances[id].take().expect("checked by has");
+                // Its TLS block in this thread is given back: none until it is set up anew.
+                if let Ok(base) = instance.exports.get_global("__tls_base") {
+                    let _ = base.set(store, Value::I32(0));
+                }
+                self.parked.push((
+                    id,
+                    ParkedInstance {
+                        incarnation: module.1,
+                        instance,
+                        tls_got,
+                    },
+                ));
+                parked.push(id);
+            }
+            self.null_slots(store, slots);
+        }
+        parked
+    }
+
+    /// Drops this group's instances of the unloaded `modules` (and what waits for them),
+    /// parked ones too; returns the ids of the loaded ones it had.
     pub fn drop_modules(&mut self, modules: &[(ModuleId, u64)]) -> Vec<ModuleId> {
+        self.parked
+            .retain(|(id, p)| !modules.contains(&(*id, p.incarnation)));
+        self.slot_values.retain(|(m, _)| !modules.contains(m));
         let dropped: Vec<ModuleId> = (modules.iter())
             .filter(|&&m| self.has(m))
             .map(|&(id, _)| id)

@@ -84,6 +84,7 @@ mod layout;
 mod linker;
 mod load;
 mod open;
+mod park;
 mod pipes;
 mod plan;
 mod poll;

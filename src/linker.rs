@@ -48,6 +48,11 @@ pub struct Linker {
     free_ids: BTreeSet<ModuleId>,
     /// The last incarnation given to a module placed by [`Self::place`].
     incarnations: u64,
+    /// Closed libraries kept for reopening (see [`crate::park`]), oldest first.
+    pub parked: Vec<ModuleId>,
+    /// Guest paths of libraries unloaded before: a later load of one keeps an image of it,
+    /// so that it can be parked when it is closed again.
+    pub unloaded_paths: std::collections::HashSet<std::path::PathBuf>,
     /// Slots of the runtime's own functions that the guest's libc finds through dlsym, in
     /// the order of [`crate::wasix::BUILTINS`] (empty until they are installed).
     pub builtins: Vec<u32>,
@@ -121,7 +126,8 @@ impl Linker {
     /// Which module's function is in table slot `slot`, and its name when the linker handed
     /// the slot out for an exported function (else the module placed it itself).
     pub fn slot_or_region_owner(&self, slot: u32) -> Option<(ModuleId, Option<&str>)> {
-        if let Some((id, name)) = self.slot_owners.get(&slot) {
+        let owner = self.slot_owners.get(&slot);
+        if let Some((id, name)) = owner.filter(|(id, _)| self.modules[*id].alive) {
             return Some((*id, Some(name)));
         }
         let id = (0..self.modules.len()).find(|&id| {
@@ -225,35 +231,79 @@ impl Linker {
         }
     }
 
-    /// Forgets an unloaded module: out of every scope, its symbols gone, its table slots
-    /// and its id free again. Returns those slots, to be nulled in every instance group.
-    pub fn forget(&mut self, id: ModuleId) -> Vec<u32> {
-        let module = &mut self.modules[id];
-        module.alive = false;
-        module.symbols = Default::default();
-        module.plan = None;
+    /// Takes an unloaded module out of every scope and the instantiation order.
+    fn take_out(&mut self, id: ModuleId) {
+        self.modules[id].alive = false;
         self.global_scope.retain(|&m| m != id);
         self.order.retain(|&m| m != id);
         self.nodelete.remove(&id);
+        if let Some(path) = &self.modules[id].path {
+            self.unloaded_paths.insert(path.clone());
+        }
+    }
+
+    /// The table slots of module `id`: its own (its element segment's) and those handed out
+    /// for its functions.
+    fn slots_held(&self, id: ModuleId) -> Vec<u32> {
         let region = self.regions[id];
         let mut slots: Vec<u32> =
             (region.table_base..region.table_base + self.modules[id].info.table_size).collect();
-        let owned: Vec<u32> = self
-            .slot_owners
-            .iter()
-            .filter(|(_, (owner, _))| *owner == id)
-            .map(|(slot, _)| *slot)
+        slots.extend(self.slots_of(id));
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+    }
+
+    /// Parks a closed module (see [`crate::park`]): out of every scope, but its id, region,
+    /// table slots, symbols and plan kept for a reopening. Returns its slots, to be saved
+    /// and nulled in every instance group.
+    pub fn park(&mut self, id: ModuleId) -> Vec<u32> {
+        let module = &self.modules[id];
+        let links = (module.needed.iter().chain(&module.bound_to))
+            .map(|&m| self.current(m))
             .collect();
-        for slot in owned {
-            self.slot_owners.remove(&slot);
-            slots.push(slot);
+        self.modules[id].links = links;
+        self.take_out(id);
+        self.parked.push(id);
+        self.slots_held(id)
+    }
+
+    /// Forgets an unloaded or parked module: out of every scope, its symbols gone, its
+    /// table slots and its id free again. Returns those slots, to be nulled in every
+    /// instance group.
+    pub fn forget(&mut self, id: ModuleId) -> Vec<u32> {
+        self.take_out(id);
+        self.parked.retain(|&m| m != id);
+        let module = &mut self.modules[id];
+        module.symbols = Default::default();
+        module.plan = None;
+        module.image = None;
+        let slots = self.slots_held(id);
+        for slot in &slots {
+            self.slot_owners.remove(slot);
         }
         self.slots.remove(&id);
         self.free_ids.insert(id);
-        slots.sort_unstable();
-        slots.dedup();
         self.free_slots.extend(slots.iter().copied());
         slots
+    }
+
+    /// The parked modules whose instances are bound to one of `ids`, directly or through
+    /// other parked modules: they cannot be used again once `ids` are gone.
+    pub fn parked_bound_to(&self, ids: &[ModuleId]) -> Vec<ModuleId> {
+        let mut gone: Vec<ModuleId> = ids.to_vec();
+        let mut found = Vec::new();
+        loop {
+            let more: Vec<ModuleId> = (self.parked.iter().copied())
+                .filter(|p| !gone.contains(p))
+                .filter(|&p| self.modules[p].links.iter().any(|(m, _)| gone.contains(m)))
+                .collect();
+            if more.is_empty() {
+                return found;
+            }
+            gone.extend(&more);
+            found.extend(more);
+        }
     }
 
     pub fn slot_owner(&self, slot: u32) -> Option<(ModuleId, &str)> {
@@ -416,7 +466,17 @@ pub fn interpose(
         &calls,
     )?;
     linker.modules[id].module = Some(compiled);
+    linker.modules[id].interposed = true;
     Ok(())
+}
+
+/// Whether [`interpose`] would compile module `id` again against `scope`: an earlier module
+/// of it defines an exported function that `id` defines too.
+pub fn is_interposed(linker: &Linker, id: ModuleId, scope: &[ModuleId]) -> bool {
+    let defined = &linker.modules[id].description.defined_functions;
+    defined.iter().any(|(name, _, _)| {
+        matches!(linker.lookup(scope, name), Some((provider, SymbolKind::Function(_))) if provider != id)
+    })
 }
 
 /// What the main thread's modules get besides each other: WASI/WASIX with ours, and the
@@ -503,6 +563,8 @@ pub fn start<S: AsStoreMut>(
         free_slots: BTreeSet::new(),
         free_ids: BTreeSet::new(),
         incarnations: 0,
+        parked: Vec::new(),
+        unloaded_paths: Default::default(),
         builtins: Vec::new(),
         order: Vec::new(),
         log: Default::default(),

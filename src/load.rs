@@ -39,6 +39,16 @@ pub struct LoadedModule {
     /// Which of the modules that had this id it is (0 for the modules of start-up, which
     /// stay): what a thread's instance of the id is checked against.
     pub incarnation: u64,
+    /// Guest address of a copy of its memory as its start function left it (before
+    /// relocations and constructors), and its first instance's `__tls_base` then: what lets
+    /// it be parked when closed (see [`crate::park`]).
+    pub image: Option<(u32, u32)>,
+    /// Whether its code was compiled again for interposition (see
+    /// [`crate::linker::interpose`]): its form then depends on the scope, it is not parked.
+    pub interposed: bool,
+    /// What its instances are bound to (`needed` and `bound_to`, each with its
+    /// incarnation), recorded when it is parked.
+    pub links: Vec<(ModuleId, u64)>,
     /// How each import is bound; made when the module is linked (see [`crate::plan`]).
     pub plan: Option<crate::plan::LinkPlan>,
     /// The bare names it was asked for by (`needed` entries, `dlopen` arguments without a
@@ -70,6 +80,9 @@ impl LoadedModule {
             bound_to: Default::default(),
             alive: true,
             incarnation: 0,
+            image: None,
+            interposed: false,
+            links: Vec::new(),
             plan: None,
             requested_as: Vec::new(),
         }
@@ -96,6 +109,9 @@ impl LoadedModule {
             bound_to: Default::default(),
             alive: true,
             incarnation: 0,
+            image: None,
+            interposed: false,
+            links: Vec::new(),
             plan: None,
             requested_as: Vec::new(),
         })
@@ -190,6 +206,23 @@ pub fn library(compiler: &Compiler, fs: &GuestFs, path: &Path) -> Result<LoadedM
     let loaded = compile_library(compiler, path, &bytes)?;
     compiler.remember(identity, &loaded);
     Ok(loaded)
+}
+
+/// Whether the library file at `path` is, unchanged, the one `description` was made from
+/// (reads nothing but its metadata).
+pub fn unchanged(
+    compiler: &Compiler,
+    fs: &GuestFs,
+    path: &Path,
+    description: &Arc<Description>,
+) -> bool {
+    let Ok(meta) = fs.fs.metadata(path) else {
+        return false;
+    };
+    let identity = (path.to_path_buf(), meta.len, meta.modified);
+    compiler
+        .opened(&identity)
+        .is_some_and(|known| Arc::ptr_eq(&known.description, description))
 }
 
 /// Parses and compiles a library file found at `path`.

@@ -113,7 +113,7 @@ pub fn lock(linker: &Mutex<Linker>) -> MutexGuard<'_, Linker> {
 type Working = (Arc<Mutex<Linker>>, InstanceGroup, Arc<Imports>);
 
 /// This thread's [`Working`] set.
-fn loaded(ctx: &FunctionEnvMut<DlState>) -> Result<Working, Error> {
+pub(crate) fn loaded(ctx: &FunctionEnvMut<DlState>) -> Result<Working, Error> {
     let loaded = ctx.data().loaded.as_ref().ok_or_else(not_loaded)?;
     Ok((
         loaded.linker.clone(),
@@ -124,7 +124,7 @@ fn loaded(ctx: &FunctionEnvMut<DlState>) -> Result<Working, Error> {
 
 /// Publishes the instances of `group` as this thread's (before guest code runs that may
 /// call back into the linker).
-fn set_instances(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup) {
+pub(crate) fn set_instances(ctx: &mut FunctionEnvMut<DlState>, group: &InstanceGroup) {
     if let Some(loaded) = ctx.data_mut().loaded.as_mut() {
         loaded.group = group.clone();
     }
@@ -236,28 +236,47 @@ fn open_locked(
             message: format!("{}: not loaded (RTLD_NOLOAD)", found.display()),
         });
     }
+    if let Some(handle) = crate::park::revive(ctx, process, &found, path, flags)? {
+        return Ok(handle);
+    }
 
     // Load and compile the library and what it needs (the load lock keeps the set of
     // modules as it is meanwhile).
     let compiler = &process.compiler;
-    let mut new = vec![load::library(compiler, &process.fs, &found)?];
+    let mut first = load::library(compiler, &process.fs, &found)?;
     if !path.contains('/') {
-        new[0].requested_as.push(path.to_string());
+        first.requested_as.push(path.to_string());
     }
-    let ids: Vec<ModuleId> = {
-        let linker = lock(&linker_arc);
-        let existing = |known: load::Known| linker.known(known);
-        let id_of = |p| linker.id_for_new(p);
-        load::load_needed(
-            compiler,
-            &process.fs,
-            &mut new,
-            &id_of,
-            &existing,
-            &cwd,
-            ld_library_path,
-        )?;
-        (0..new.len()).map(id_of).collect()
+    let (new, ids) = loop {
+        let mut new = vec![first.fresh_copy()];
+        new[0].requested_as = first.requested_as.clone();
+        let parked_too = {
+            let linker = lock(&linker_arc);
+            let existing = |known: load::Known| linker.known(known);
+            let id_of = |p| linker.id_for_new(p);
+            load::load_needed(
+                compiler,
+                &process.fs,
+                &mut new,
+                &id_of,
+                &existing,
+                &cwd,
+                ld_library_path,
+            )?;
+            let parked_too: Vec<ModuleId> = (linker.parked.iter().copied())
+                .filter(|&id| {
+                    (new.iter()).any(|m| m.path.is_some() && m.path == linker.modules[id].path)
+                })
+                .collect();
+            if parked_too.is_empty() {
+                let ids: Vec<ModuleId> = (0..new.len()).map(id_of).collect();
+                break (new, ids);
+            }
+            parked_too
+        };
+        // A dependency whose file is parked (with a library that needed it): one file is
+        // one module, so the parked one is forgotten, and the ids it frees are counted.
+        release(ctx, &linker_arc, &parked_too);
     };
     let root = ids[0];
 
@@ -320,14 +339,27 @@ fn open_locked(
         ))
     })();
     set_instances(ctx, &group);
-    let initialized = result.and_then(|to_init| init::initialize(ctx, &to_init));
+    let initialized = result.and_then(|to_init| {
+        crate::park::take_images(ctx, &linker_arc, &group, &ids);
+        init::initialize(ctx, &to_init)
+    });
     if let Err(e) = initialized {
         release(ctx, &linker_arc, &ids);
         return Err(e);
     }
-
     prepare_tls(ctx, process, &group, &ids);
-    let mut linker = lock(&linker_arc);
+    Ok(finish_open(&linker_arc, root, &ids, flags))
+}
+
+/// The last step of a load of `ids` (`root` first), made or revived: the handle, the flags,
+/// the change published.
+pub(crate) fn finish_open(
+    linker: &Mutex<Linker>,
+    root: ModuleId,
+    ids: &[ModuleId],
+    flags: u32,
+) -> u32 {
+    let mut linker = lock(linker);
     if flags & RTLD_GLOBAL != 0 {
         promote(&mut linker, root);
     }
@@ -340,13 +372,13 @@ fn open_locked(
         .map(|&id| linker.current(id))
         .collect();
     linker.publish(LinkOp::Load(order));
-    Ok(handle_of(root))
+    handle_of(root)
 }
 
 /// Allocates, for every other thread, a TLS block of each module of `ids` that has one and
 /// can be set up in a block it is given (`__wasm_init_tls`), so that a thread catching up at
 /// an epoch check does not have to run the program's allocator (see [`crate::catchup`]).
-fn prepare_tls(
+pub(crate) fn prepare_tls(
     ctx: &mut FunctionEnvMut<DlState>,
     process: &ProcessState,
     group: &InstanceGroup,
@@ -388,19 +420,28 @@ fn prepare_tls(
 /// Takes `ids` out of the program: out of every scope, their table slots nulled and free
 /// again, their instances dropped, their memory given back — the one undo path of a failed
 /// `dlopen` and of `dlclose`. Other threads follow through the log.
-fn release(ctx: &mut FunctionEnvMut<DlState>, linker: &Mutex<Linker>, ids: &[ModuleId]) {
+pub(crate) fn release(ctx: &mut FunctionEnvMut<DlState>, linker: &Mutex<Linker>, ids: &[ModuleId]) {
     let Ok((_, mut group, _)) = loaded(ctx) else {
         return;
     };
     let (slots, memory, modules) = {
         let mut linker = lock(linker);
-        let registered: Vec<ModuleId> = ids
-            .iter()
-            .copied()
-            .filter(|&id| linker.modules.get(id).is_some_and(|m| m.alive))
+        // Parked modules bound to these go with them (their instances are bound to these).
+        let mut registered: Vec<ModuleId> = (ids.iter().copied())
+            .filter(|&id| {
+                linker.modules.get(id).is_some_and(|m| m.alive) || linker.parked.contains(&id)
+            })
             .collect();
+        registered.extend(linker.parked_bound_to(&registered));
         let memory: Vec<u32> = (registered.iter())
-            .map(|&id| linker.regions[id].memory_base)
+            .flat_map(|&id| {
+                [
+                    Some(linker.regions[id].memory_base),
+                    linker.modules[id].image.map(|i| i.0),
+                ]
+            })
+            .flatten()
+            .filter(|&address| address != 0)
             .collect();
         let modules: Vec<(ModuleId, u64)> =
             registered.iter().map(|&id| linker.current(id)).collect();
@@ -414,12 +455,13 @@ fn release(ctx: &mut FunctionEnvMut<DlState>, linker: &Mutex<Linker>, ids: &[Mod
         });
         (slots, memory, modules)
     };
+    let ids: Vec<ModuleId> = modules.iter().map(|&(id, _)| id).collect();
     group.null_slots(ctx, &slots);
     group.drop_modules(&modules);
     set_instances(ctx, &group);
     let process = ctx.data().process.clone();
-    catchup::give_back_tls(ctx, &process, ids);
-    take_back_prepared_tls(ctx, &process, ids);
+    catchup::give_back_tls(ctx, &process, &ids);
+    take_back_prepared_tls(ctx, &process, &ids);
     free_all(ctx, &group, &memory);
     crate::thread::free_dead_tls_blocks(ctx);
 }
@@ -427,7 +469,11 @@ fn release(ctx: &mut FunctionEnvMut<DlState>, linker: &Mutex<Linker>, ids: &[Mod
 /// Takes back the TLS blocks prepared for other threads (see [`prepare_tls`]) for the
 /// unloaded `ids` that those threads have not used, to be freed: the ids may go to other
 /// modules, whose blocks must not be confused with these.
-fn take_back_prepared_tls(ctx: &FunctionEnvMut<DlState>, process: &ProcessState, ids: &[ModuleId]) {
+pub(crate) fn take_back_prepared_tls(
+    ctx: &FunctionEnvMut<DlState>,
+    process: &ProcessState,
+    ids: &[ModuleId],
+) {
     let Some(loaded) = ctx.data().loaded.as_ref() else {
         return;
     };
@@ -510,7 +556,7 @@ fn close_locked(ctx: &mut FunctionEnvMut<DlState>, handle: u32) -> Result<(), Er
             }
         }
     }
-    release(ctx, &linker_arc, &unload);
+    crate::park::close(ctx, &linker_arc, &unload);
     Ok(())
 }
 
@@ -525,7 +571,7 @@ fn reopen(linker: &Mutex<Linker>, id: ModuleId, flags: u32) -> u32 {
 }
 
 /// `RTLD_GLOBAL`: the library and its dependencies join the global scope, in order.
-fn promote(linker: &mut Linker, root: ModuleId) {
+pub(crate) fn promote(linker: &mut Linker, root: ModuleId) {
     for id in linker.local_scope(root) {
         if !linker.global_scope.contains(&id) {
             linker.global_scope.push(id);
@@ -535,6 +581,38 @@ fn promote(linker: &mut Linker, root: ModuleId) {
 
 /// `aligned_alloc` from the program's libc, zeroed.
 fn allocate(
+    ctx: &mut FunctionEnvMut<DlState>,
+    group: &InstanceGroup,
+    size: u32,
+    align_log2: u32,
+) -> Result<u32, Error> {
+    let ptr = allocate_uncleared(ctx, group, size, align_log2)?;
+    // Cleared by the program's own memset (memory.fill): a copy from the host would go
+    // through wasmer's volatile byte copy, ten times slower for a library with 1 MiB of data.
+    let size = size.max(16);
+    let main = group.instances[0].clone().expect("main is instantiated");
+    let memset = main
+        .exports
+        .get_typed_function::<(i32, i32, i32), i32>(&ctx.as_store_ref(), "memset");
+    let cleared = match memset {
+        Ok(memset) => memset
+            .call(&mut ctx.as_store_mut(), ptr as i32, 0, size as i32)
+            .map(|_| ())
+            .map_err(|e| e.message()),
+        Err(_) => {
+            let store = ctx.as_store_ref();
+            let view = group.memory.view(&store);
+            (view.write(ptr as u64, &vec![0u8; size as usize])).map_err(|e| e.to_string())
+        }
+    };
+    cleared.map_err(|e| Error::Dl {
+        message: format!("cannot clear a library's memory: {e}"),
+    })?;
+    Ok(ptr)
+}
+
+/// `aligned_alloc` from the program's libc, as it comes.
+pub(crate) fn allocate_uncleared(
     ctx: &mut FunctionEnvMut<DlState>,
     group: &InstanceGroup,
     size: u32,
@@ -565,25 +643,6 @@ fn allocate(
             message: format!("out of memory: cannot allocate {size} bytes for a library"),
         });
     }
-    // Cleared by the program's own memset (memory.fill): a copy from the host would go
-    // through wasmer's volatile byte copy, ten times slower for a library with 1 MiB of data.
-    let memset = main
-        .exports
-        .get_typed_function::<(i32, i32, i32), i32>(&ctx.as_store_ref(), "memset");
-    let cleared = match memset {
-        Ok(memset) => memset
-            .call(&mut ctx.as_store_mut(), ptr as i32, 0, size as i32)
-            .map(|_| ())
-            .map_err(|e| e.message()),
-        Err(_) => {
-            let store = ctx.as_store_ref();
-            let view = group.memory.view(&store);
-            (view.write(ptr as u64, &vec![0u8; size as usize])).map_err(|e| e.to_string())
-        }
-    };
-    cleared.map_err(|e| Error::Dl {
-        message: format!("cannot clear a library's memory: {e}"),
-    })?;
     Ok(ptr)
 }
 

@@ -11,7 +11,7 @@ use crate::scope::{ModuleId, SymbolKind};
 use crate::trampoline::{self, Trampoline};
 
 /// What one import is bound to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Binding {
     /// The group's shared memory, table, stack pointer and exception tags.
     Memory,
@@ -47,7 +47,7 @@ pub enum GotValue {
     Tls { provider: ModuleId, offset: u32 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlannedImport {
     pub module: String,
     pub field: String,
@@ -58,7 +58,10 @@ pub struct PlannedImport {
 #[derive(Debug, Clone, Default)]
 pub struct LinkPlan {
     pub imports: Vec<PlannedImport>,
-    /// Compiled once per process; instantiated once per group with the group's table.
+    /// The stubs of [`Binding::Trampoline`]s.
+    pub stubs: Vec<Trampoline>,
+    /// The stubs compiled once per process; instantiated once per group with the group's
+    /// table.
     pub trampolines: Option<Module>,
 }
 
@@ -77,6 +80,48 @@ fn linker_symbol(linker: &Linker, name: &str) -> Option<u32> {
 /// Plans module `id` against `scope` and appends it to the instantiation order. Every module
 /// of the batch must be registered in `linker` (their symbols are looked up) first.
 pub fn plan(linker: &mut Linker, id: ModuleId, scope: &[ModuleId]) -> Result<(), Error> {
+    let (imports, stubs) = bindings(linker, id, scope)?;
+    let trampolines = if stubs.is_empty() {
+        None
+    } else {
+        let label = format!("{} (trampolines)", linker.modules[id].name);
+        let bytes = trampoline::encode(&stubs).ok_or_else(|| Error::Instantiate {
+            module: label.clone(),
+            reason: "unsupported signature".into(),
+        })?;
+        Some(linker.compiler.compile(&label, &bytes)?)
+    };
+    linker.modules[id].plan = Some(LinkPlan {
+        imports,
+        stubs,
+        trampolines,
+    });
+    linker.order.push(id);
+    Ok(())
+}
+
+/// Whether module `id`, planned against `scope` now, would be bound exactly as its plan
+/// says (a closed library's instances can then be used again: see [`crate::park`]); if so
+/// it goes back in the instantiation order.
+pub fn unchanged(linker: &mut Linker, id: ModuleId, scope: &[ModuleId]) -> Result<bool, Error> {
+    let (imports, stubs) = bindings(linker, id, scope)?;
+    let same = linker.modules[id]
+        .plan
+        .as_ref()
+        .is_some_and(|plan| plan.imports == imports && plan.stubs == stubs);
+    if same {
+        linker.order.push(id);
+    }
+    Ok(same)
+}
+
+/// What each import of module `id` is bound to, against `scope`, and the trampolines that
+/// takes.
+fn bindings(
+    linker: &mut Linker,
+    id: ModuleId,
+    scope: &[ModuleId],
+) -> Result<(Vec<PlannedImport>, Vec<Trampoline>), Error> {
     let module = linker.modules[id].module().clone();
     let name = linker.modules[id].name.clone();
     let region = linker.regions[id];
@@ -178,22 +223,7 @@ pub fn plan(linker: &mut Linker, id: ModuleId, scope: &[ModuleId]) -> Result<(),
             binding,
         });
     }
-    let trampolines = if stubs.is_empty() {
-        None
-    } else {
-        let label = format!("{name} (trampolines)");
-        let bytes = trampoline::encode(&stubs).ok_or_else(|| Error::Instantiate {
-            module: label.clone(),
-            reason: "unsupported signature".into(),
-        })?;
-        Some(linker.compiler.compile(&label, &bytes)?)
-    };
-    linker.modules[id].plan = Some(LinkPlan {
-        imports,
-        trampolines,
-    });
-    linker.order.push(id);
-    Ok(())
+    Ok((imports, stubs))
 }
 
 /// The value of `GOT.mem.sym` (`func` false) or `GOT.func.sym` of module `id`.

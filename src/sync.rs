@@ -100,6 +100,11 @@ pub enum LinkOp {
         modules: Vec<(ModuleId, u64)>,
         slots: Vec<u32>,
     },
+    /// Modules closed and parked (see [`crate::park`]), each with the table slots it holds;
+    /// a later `Load` of the same incarnation puts them back.
+    Park {
+        modules: Vec<((ModuleId, u64), Vec<u32>)>,
+    },
 }
 
 /// The link log: every change to the program in order, by absolute position (what a

@@ -10,7 +10,7 @@ use wasm_encoder::{
 use wasmer::{FunctionType, Type};
 
 /// One stub to generate: calls table slot `slot` with signature `ty`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Trampoline {
     pub ty: FunctionType,
     pub slot: u32,

@@ -219,6 +219,11 @@ fn a_library_reopened_unchanged_and_after_it_was_rewritten() {
 }
 
 #[test]
+fn thousands_of_dlopen_dlclose_rounds_each_find_the_library_as_loaded_with_threads_and_tls() {
+    same_as_glibc("reopen_state");
+}
+
+#[test]
 fn the_cxx_runtime_stays_loaded_after_its_last_plugin_is_closed() {
     same_as_glibc("cxx_runtime_stays");
 }
