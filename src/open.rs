@@ -193,7 +193,7 @@ fn open_locked(
     ld_library_path: &[String],
     caller: Option<u32>,
 ) -> Result<u32, Error> {
-    let (linker_arc, mut group, wasi) = loaded(ctx)?;
+    let (linker_arc, _, _) = loaded(ctx)?;
     let cwd = process
         .cwd
         .lock()
@@ -247,6 +247,10 @@ fn open_locked(
     if !path.contains('/') {
         first.requested_as.push(path.to_string());
     }
+    // A dependency whose file is parked (closed with a library that needed it) is opened
+    // again first, as if by itself (one file is one module): its handle is closed once the
+    // new library holds it.
+    let mut dependency_handles = Vec::new();
     let (new, ids) = loop {
         let mut new = vec![first.fresh_copy()];
         new[0].requested_as = first.requested_as.clone();
@@ -274,10 +278,34 @@ fn open_locked(
             }
             parked_too
         };
-        // A dependency whose file is parked (with a library that needed it): one file is
-        // one module, so the parked one is forgotten, and the ids it frees are counted.
-        release(ctx, &linker_arc, &parked_too);
+        for id in parked_too {
+            let path = lock(&linker_arc).modules[id].path.clone();
+            if let Some(path) = path {
+                let name = path.display().to_string();
+                // Revived, or else forgotten (and loaded anew on the next turn).
+                dependency_handles.extend(crate::park::revive(ctx, process, &path, &name, 0)?);
+            }
+        }
     };
+    let result = link_new(ctx, process, &linker_arc, new, &ids, path, flags);
+    for handle in dependency_handles {
+        close_locked(ctx, handle)?;
+    }
+    result
+}
+
+/// Places, binds, instantiates and initialises the new modules `new` (the library `path`
+/// asked for first) under `ids`, and returns its handle — or, on any failure, undoes it all.
+fn link_new(
+    ctx: &mut FunctionEnvMut<DlState>,
+    process: &ProcessState,
+    linker_arc: &Arc<Mutex<Linker>>,
+    new: Vec<load::LoadedModule>,
+    ids: &[ModuleId],
+    path: &str,
+    flags: u32,
+) -> Result<u32, Error> {
+    let (_, mut group, wasi) = loaded(ctx)?;
     let root = ids[0];
 
     // Memory from the program's allocator.
@@ -300,8 +328,8 @@ fn open_locked(
     // Register, plan and instantiate in this thread. From here on, a failure is undone by
     // `release`, like an unload.
     let result = (|| {
-        let mut linker = lock(&linker_arc);
-        for ((module, memory_base), &id) in new.into_iter().zip(memory).zip(&ids) {
+        let mut linker = lock(linker_arc);
+        for ((module, memory_base), &id) in new.into_iter().zip(memory).zip(ids) {
             let table_base =
                 linker.allocate_slots(module.info.table_size, module.info.table_align_log2);
             let region = Region {
@@ -321,7 +349,7 @@ fn open_locked(
                 scope.push(id);
             }
         }
-        for &id in &ids {
+        for &id in ids {
             crate::linker::interpose(&mut linker, &process.fs, id, &scope)?;
         }
         let planned = linker.order.len();
@@ -340,15 +368,15 @@ fn open_locked(
     })();
     set_instances(ctx, &group);
     let initialized = result.and_then(|to_init| {
-        crate::park::take_images(ctx, &linker_arc, &group, &ids);
+        crate::park::take_images(ctx, linker_arc, &group, ids);
         init::initialize(ctx, &to_init)
     });
     if let Err(e) = initialized {
-        release(ctx, &linker_arc, &ids);
+        release(ctx, linker_arc, ids);
         return Err(e);
     }
-    prepare_tls(ctx, process, &group, &ids);
-    Ok(finish_open(&linker_arc, root, &ids, flags))
+    prepare_tls(ctx, process, &group, ids);
+    Ok(finish_open(linker_arc, root, ids, flags))
 }
 
 /// The last step of a load of `ids` (`root` first), made or revived: the handle, the flags,

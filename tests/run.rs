@@ -567,3 +567,56 @@ fn reflect_signature_reports_the_type_of_any_function_pointer_in_any_thread() {
         stderr(&out)
     );
 }
+
+/// Peak host memory (RSS, KiB) of `wasix-dl run bench_reopen.wasm LIB ROUNDS`: dlopen, two
+/// dlsym and dlclose of LIB, ROUNDS times. Killed, and the test failed, after two minutes.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std's wait does not expose
+fn peak_rss_over_rounds(lib: &str, rounds: u32) -> u64 {
+    let child = wasix_dl()
+        .args([
+            "run",
+            "--dir",
+            ".",
+            "bench_reopen.wasm",
+            lib,
+            &rounds.to_string(),
+        ])
+        .current_dir(fixtures())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start wasix-dl");
+    let pid = child.id() as libc::pid_t;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let waited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if waited == pid {
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "{rounds} rounds of {lib} failed: status {status:#x}"
+            );
+            return usage.ru_maxrss as u64;
+        }
+        if std::time::Instant::now() > deadline {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{rounds} rounds of {lib} did not end within two minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn host_memory_stays_flat_over_thousands_of_dlopen_dlclose_rounds() {
+    // A wasmer Store keeps every instance it made: without parking closed libraries, each
+    // round cost 2-3 KB of host memory for good (15 MB more after 6000 rounds).
+    for lib in ["./libbench_reopen_small.so", "./libbench_reopen_1m.so"] {
+        let few = peak_rss_over_rounds(lib, 300);
+        let many = peak_rss_over_rounds(lib, 6000);
+        assert!(
+            many < few + 4096,
+            "{lib}: peak RSS {few} KiB after 300 rounds, {many} KiB after 6000"
+        );
+    }
+}
