@@ -26,16 +26,42 @@ pub const RIGHTS_FD_SEEK: u64 = 1 << 2;
 pub const RIGHTS_FD_TELL: u64 = 1 << 5;
 pub const WHENCE_END: i32 = 2;
 
+/// Where a plain WASI module's host functions find scratch space: below its stack pointer
+/// when it exports it, else in a page the runtime grew its memory by before it started (an
+/// allocator only hands out pages it grew itself; only the main thread of a plain module
+/// runs our host functions, so one page does). `None` if neither could be had.
+#[derive(Clone)]
+pub enum Scratch {
+    StackPointer(wasmer::Global),
+    /// The end of the page.
+    Page(u32),
+    None,
+}
+
 /// The program's memory, once it is loaded.
 pub fn view<'a>(ctx: &'a FunctionEnvMut<DlState>) -> Option<MemoryView<'a>> {
-    let loaded = ctx.data().loaded.as_ref()?;
-    Some(loaded.group.memory.view(ctx))
+    let state = ctx.data();
+    let memory = match (&state.loaded, &state.plain) {
+        (Some(loaded), _) => &loaded.group.memory,
+        (None, Some((memory, _))) => memory,
+        (None, None) => return None,
+    };
+    Some(memory.view(ctx))
 }
 
 /// `size` bytes of scratch space below the thread's stack pointer (free during a host call:
-/// nothing runs on this thread's stack meanwhile), 8-aligned.
+/// nothing runs on this thread's stack meanwhile), 8-aligned. `None` for a plain module that
+/// does not export its stack pointer.
 pub fn scratch(ctx: &mut FunctionEnvMut<DlState>, size: u32) -> Option<u32> {
-    let stack_pointer = ctx.data().loaded.as_ref()?.group.stack_pointer.clone();
+    let state = ctx.data();
+    let stack_pointer = match (&state.loaded, &state.plain) {
+        (Some(loaded), _) => loaded.group.stack_pointer.clone(),
+        (None, Some((_, Scratch::StackPointer(global)))) => global.clone(),
+        (None, Some((_, Scratch::Page(end)))) => {
+            return (size <= 65536).then(|| (end - size) & !7);
+        }
+        _ => return None,
+    };
     let sp = stack_pointer.get(ctx).i32()? as u32;
     sp.checked_sub(size).map(|s| s & !7)
 }

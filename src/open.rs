@@ -37,6 +37,9 @@ pub struct DlState {
     pub runtime_chdir: Option<wasmer::Function>,
     /// This thread's WASI environment (a new thread's is made from its parent's).
     pub wasi_env: Option<FunctionEnv<WasiEnv>>,
+    /// A plain WASI module's (no instance group) memory and where its scratch space is: what
+    /// the host functions that wrap WASI calls work with.
+    pub plain: Option<(wasmer::Memory, crate::guest::Scratch)>,
 }
 
 impl DlState {
@@ -47,6 +50,7 @@ impl DlState {
             loaded: None,
             runtime_chdir: None,
             wasi_env: Some(wasi.env.clone()),
+            plain: None,
         }
     }
 }

@@ -58,10 +58,9 @@ fn zero_timeouts(
     timeout_offset: u64,
     size: u64,
 ) -> Vec<u64> {
-    let Some(loaded) = ctx.data().loaded.as_ref() else {
+    let Some(view) = crate::guest::view(ctx) else {
         return Vec::new();
     };
-    let view = loaded.group.memory.view(ctx);
     let mut zeroed = Vec::new();
     for at in (0..u64::from(nsubs)).map(|i| subs + i * size) {
         let (mut tag, mut timeout) = ([0u8; 1], [0u8; 8]);
@@ -78,8 +77,7 @@ fn zero_timeouts(
 }
 
 fn set_timeouts(ctx: &FunctionEnvMut<DlState>, addresses: &[u64], value: u64) {
-    if let Some(loaded) = ctx.data().loaded.as_ref() {
-        let view = loaded.group.memory.view(ctx);
+    if let Some(view) = crate::guest::view(ctx) {
         for &at in addresses {
             // Readable a moment ago, so writable: the memory only grows.
             let _ = view.write(at, &value.to_le_bytes());

@@ -1,6 +1,7 @@
-//! One program run: the engine and WASI environment, instantiation of the main module (plain
-//! WASI modules through wasmer-wasix, PIE main modules through our own binding), the
-//! relocations, `_start`, and the exit status.
+//! One program run: the engine and WASI environment, instantiation of the main module (a PIE
+//! main module with its libraries through the linker, a plain WASI module on its own; both
+//! with the WASI functions the runtime serves itself), the relocations, `_start`, and the
+//! exit status.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use crate::dylink;
 use crate::error::Error;
 use crate::fs::{self, MappedDir};
 use crate::group::{self, InstanceGroup};
+use crate::guest::Scratch;
 use crate::hostfs;
 use crate::init::{self, ToInit};
 use crate::layout::TABLE_CAPACITY;
@@ -99,15 +101,9 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
     let builder = wasi_builder(config, &engine, &guest_fs)?;
 
     let (instance, func_env, dl_env) = match dylink {
-        None => {
-            let (instance, func_env) = builder
-                .instantiate(compiler.compile(&name, &bytes)?, &mut store)
-                .map_err(|e| Error::Instantiate {
-                    module: name.clone(),
-                    reason: e.to_string(),
-                })?;
-            (instance, func_env, None)
-        }
+        None => instantiate_plain(
+            config, &name, &bytes, builder, &guest_fs, &compiler, &mut store,
+        )?,
         Some(info) => {
             // Compiled by the linker once it knows main's final form.
             let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, None)?;
@@ -214,15 +210,7 @@ fn instantiate_main(
         .finalize(store)
         .map_err(|e| Error::Wasi(e.to_string()))?;
     let cwd = guest_cwd(config);
-    let process = Arc::new(ProcessState {
-        fs: guest_fs.clone(),
-        compiler: compiler.clone(),
-        cwd: Mutex::new(cwd.clone()),
-        load_lock: Default::default(),
-        dead_tls_blocks: Default::default(),
-        wrappers: Default::default(),
-        threads: sync::Threads::new(config.sync_timeout),
-    });
+    let process = process_state(config, guest_fs, compiler);
     let dl_env = FunctionEnv::new(store, DlState::new(process.clone(), &func_env));
     let tid = func_env.data(store).thread.tid().raw();
     let ld_library_path = ld_library_path(config);
@@ -302,6 +290,98 @@ fn instantiate_main(
         wrappers,
     });
     init::initialize(store, &to_init)?;
+    Ok((instance, func_env, Some(dl_env)))
+}
+
+/// What every thread of the program shares besides the link state.
+fn process_state(config: &RunConfig, guest_fs: &GuestFs, compiler: &Compiler) -> Arc<ProcessState> {
+    Arc::new(ProcessState {
+        fs: guest_fs.clone(),
+        compiler: compiler.clone(),
+        cwd: Mutex::new(guest_cwd(config)),
+        load_lock: Default::default(),
+        dead_tls_blocks: Default::default(),
+        wrappers: Default::default(),
+        threads: sync::Threads::new(config.sync_timeout),
+    })
+}
+
+/// Instantiates a plain WASI module (no `dylink.0`: no libraries, its own memory or one it
+/// imports) with wasmer-wasix's WASI and the functions the runtime serves itself for every
+/// program (`poll_oneoff`, the standard streams, the host file system, pipes), as
+/// `WasiEnvBuilder::instantiate` would otherwise. Threads it starts are wasmer-wasix's own.
+fn instantiate_plain(
+    config: &RunConfig,
+    name: &str,
+    bytes: &[u8],
+    builder: WasiEnvBuilder,
+    guest_fs: &GuestFs,
+    compiler: &Compiler,
+    store: &mut Store,
+) -> Result<(Instance, WasiFunctionEnv, Option<FunctionEnv<DlState>>), Error> {
+    let fail = |reason: String| Error::Instantiate {
+        module: name.to_string(),
+        reason,
+    };
+    let module = compiler.compile(name, bytes)?;
+    let mut func_env = builder
+        .finalize(store)
+        .map_err(|e| Error::Wasi(e.to_string()))?;
+    let dl_env = FunctionEnv::new(
+        store,
+        DlState::new(process_state(config, guest_fs, compiler), &func_env),
+    );
+    let mut imports = func_env
+        .import_object_for_all_wasi_versions(store, &module)
+        .map_err(|e| fail(e.to_string()))?;
+    let imported_memory = module.imports().find_map(|i| match i.ty() {
+        wasmer::ExternType::Memory(ty) => Some((i.module().to_string(), i.name().to_string(), *ty)),
+        _ => None,
+    });
+    let imported_memory = match imported_memory {
+        Some((ns, field, ty)) => {
+            let memory = wasmer::Memory::new(store, ty).map_err(|e| fail(e.to_string()))?;
+            imports.define(&ns, &field, memory.clone());
+            Some(memory)
+        }
+        None => None,
+    };
+    poll::define(store, &dl_env, &mut imports);
+    stdio::define(store, &dl_env, &mut imports);
+    hostfs::define(store, &dl_env, &mut imports);
+    pipes::define(store, &dl_env, &mut imports);
+    let instance = Instance::new(store, &module, &imports).map_err(|e| fail(e.to_string()))?;
+    let memory = match imported_memory {
+        Some(memory) => memory,
+        None => (instance.exports.iter())
+            .find_map(|(_, export)| match export {
+                wasmer::Extern::Memory(memory) => Some(memory.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| fail("it neither imports nor exports a memory".into()))?,
+    };
+    let scratch = match instance.exports.get_global("__stack_pointer") {
+        Ok(global) => Scratch::StackPointer(global.clone()),
+        Err(_) => match memory.grow(store, 1) {
+            Ok(pages) => Scratch::Page((pages.0 + 1).saturating_mul(65536)),
+            Err(_) => Scratch::None,
+        },
+    };
+    dl_env.as_mut(store).plain = Some((memory.clone(), scratch));
+    let handles = WasiModuleTreeHandles::Static(WasiModuleInstanceHandles::new(
+        memory,
+        store,
+        instance.clone(),
+        None,
+    ));
+    func_env
+        .initialize_handles_and_layout(store, instance.clone(), handles, None, true)
+        .map_err(|e| fail(e.to_string()))?;
+    if let Ok(initialize) = instance.exports.get_function("_initialize") {
+        initialize
+            .call(store, &[])
+            .map_err(|e| fail(format!("_initialize: {}", e.message())))?;
+    }
     Ok((instance, func_env, Some(dl_env)))
 }
 

@@ -186,7 +186,7 @@ fn cxx_exceptions_within_the_main_module() {
 }
 
 #[test]
-fn a_plain_wasi_module_without_dylink_runs_through_wasmer_wasix() {
+fn a_plain_wasi_module_without_dylink_runs_with_its_exit_status() {
     let dir = scratch("plain");
     let wasm = wasmer::wat2wasm(
         br#"(module
@@ -205,6 +205,49 @@ fn a_plain_wasi_module_without_dylink_runs_through_wasmer_wasix() {
     let out = run_in(&dir, &["plain.wasm"], b"");
     assert_eq!(stdout(&out), "plain module\n");
     assert_eq!(out.status.code(), Some(5));
+}
+
+#[test]
+fn a_plain_wasi_module_gets_the_runtime_s_poll_and_standard_streams() {
+    // A zero clock timeout is due at once (wasmer-wasix waits for ever), and standard output
+    // captured by a pipe is not a terminal (wasmer-wasix says every standard stream is).
+    let dir = scratch("plain_poll");
+    let wasm = wasmer::wat2wasm(
+        br#"(module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 1024) "polled\n")
+          (data (i32.const 1040) "a terminal\n")
+          (data (i32.const 1056) "not a terminal\n")
+          (func $print (param $at i32) (param $len i32)
+            (i32.store (i32.const 0) (local.get $at))
+            (i32.store (i32.const 4) (local.get $len))
+            (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+          (func (export "_start")
+            ;; one clock subscription at 256: tag 0 (clock) at +8, timeout 0 at +24
+            (i32.store8 (i32.const 264) (i32.const 0))
+            (i64.store (i32.const 280) (i64.const 0))
+            (drop (call $poll (i32.const 256) (i32.const 512) (i32.const 1) (i32.const 768)))
+            (call $print (i32.const 1024) (i32.const 7))
+            (drop (call $fdstat (i32.const 1) (i32.const 800)))
+            (if (i32.eq (i32.load8_u (i32.const 800)) (i32.const 2))
+              (then (call $print (i32.const 1040) (i32.const 11)))
+              (else (call $print (i32.const 1056) (i32.const 15))))))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("plain.wasm"), &wasm).unwrap();
+    let mut cmd = wasix_dl();
+    cmd.args(["run", "plain.wasm"]).current_dir(&dir);
+    let out = output_within(cmd, b"", std::time::Duration::from_secs(30));
+    assert_eq!(
+        stdout(&out),
+        "polled\nnot a terminal\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
