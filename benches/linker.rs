@@ -39,7 +39,7 @@ fn wasix_dl(dir: &Path, cache: Option<&Path>, args: &[&str]) -> (String, f64) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), elapsed)
 }
 
-/// A plain WASI module (no dylink.0: wasmer-wasix instantiates it, nothing is wrapped) that
+/// A plain WASI module (no dylink.0: no sync protocol, its `clock_time_get` unwrapped) that
 /// times `clock_time_get` like fixtures/src/bench_hostcall.c and prints `hostcall_ns` with two
 /// decimals.
 const PLAIN_HOSTCALL: &str = r#"
@@ -154,6 +154,42 @@ fn main() {
         "  warm (module cache)         {:8.3} ms   {:.1}x faster than cold (target <= 1 ms)",
         warm / 1e6,
         cold / warm
+    );
+
+    // dlopen + 2 dlsym + dlclose of a small library, against the gcc/glibc twin (the curve
+    // over more rounds and with 1 MiB of data: `cargo bench --bench dlopen`).
+    let rounds = |out: String| metric(&out, "round_ns") / 1e3;
+    let cycle = median(
+        (0..5)
+            .map(|_| {
+                rounds(
+                    wasix_dl(
+                        &fixtures,
+                        Some(&cache),
+                        &["bench_reopen.wasm", "./libbench_reopen_small.so", "5000"],
+                    )
+                    .0,
+                )
+            })
+            .collect(),
+    );
+    let native = fixtures.join("native");
+    let glibc = median(
+        (0..5)
+            .map(|_| {
+                let out = Command::new(native.join("bench_reopen"))
+                    .args(["./libbench_reopen_small.so", "5000"])
+                    .current_dir(&native)
+                    .output()
+                    .expect("run the native twin");
+                rounds(String::from_utf8_lossy(&out.stdout).into_owned())
+            })
+            .collect(),
+    );
+    println!("dlopen + 2 dlsym + dlclose of a small library (us per round, median of 5 x 5000)");
+    println!(
+        "  wasix-dl {cycle:8.1}   glibc {glibc:8.1}   {:.2}x glibc (target <= 4x)",
+        cycle / glibc
     );
 
     // Start-up: whole `wasix-dl run` wall clock, warm cache, median of 10.
