@@ -9,9 +9,14 @@
 //!   guest out of its sandbox: the host file system follows links), else fails with `EPERM`.
 //! - `path_filestat_set_times`: wasmer-wasix's returns 0 and changes nothing for host files
 //!   (`utime`, `touch -d`, tarfile and zipfile restoring dates). Ours sets them (`utimensat`).
-//! - `fd_readdir`: wasmer-wasix gives host directory entries inode 0; ours fills in the
-//!   inode `stat` reports for the entry (`scandir`'s `inode()`, `ls -i`), asked of
-//!   wasmer-wasix's `path_filestat_get`.
+//! - `fd_readdir`: wasmer-wasix gives host directory entries inode 0; ours gives every entry
+//!   the inode number `stat` reports for it (`scandir`'s `inode()`, `ls -i`; see
+//!   [`crate::inodes`]).
+//! - `path_filestat_get`: the host's inode number and link count (see [`crate::inodes`]).
+//!
+//! A path argument is relative to a directory descriptor: a preopened directory (whose name
+//! is kept once asked, until the descriptor is closed or replaced: `fd_close` and
+//! `fd_renumber` are wrapped for that), or a directory opened by path.
 
 use std::path::{Path, PathBuf};
 
@@ -23,9 +28,10 @@ use wasmer_wasix::wasmer_wasix_types::wasi::Errno;
 use crate::fs::{self, MappedDir};
 use crate::guest::{
     call_errno, i32s, read_string, read_u16, read_u32, read_u64, read_u8, scratch, write,
-    FDFLAGS_APPEND, FDSTAT_FLAGS, FDSTAT_SIZE, FILESTAT_FILETYPE, FILESTAT_INO, FILESTAT_NLINK,
-    FILESTAT_SIZE, FILETYPE_CHARACTER_DEVICE, FILETYPE_REGULAR_FILE, WHENCE_END,
+    FDFLAGS_APPEND, FDSTAT_FLAGS, FDSTAT_SIZE, FILESTAT_FILETYPE, FILESTAT_INO, FILESTAT_SIZE,
+    FILETYPE_CHARACTER_DEVICE, FILETYPE_REGULAR_FILE, WHENCE_END,
 };
+use crate::inodes;
 use crate::open::DlState;
 use crate::search;
 
@@ -33,9 +39,13 @@ use crate::search;
 /// directories (see each `define_*`), in every WASI namespace of `imports`.
 pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
     for ns in ["wasi_unstable", "wasi_snapshot_preview1", "wasix_32v1"] {
+        define_forget_preopen(store, env, imports, ns);
         define_set_times(store, env, imports, ns);
         define_readdir(store, env, imports, ns);
-        define_filestat(store, env, imports, ns);
+        if ns != "wasi_unstable" {
+            // (whose filestat has another layout)
+            define_filestat(store, env, imports, ns);
+        }
         define_link(store, env, imports, ns);
         define_append_write(store, env, imports, ns);
         let (Some(Extern::Function(runtime)), Some(preopens)) = (
@@ -125,9 +135,54 @@ fn define_set_times(
     );
 }
 
-/// `path_filestat_get(fd, lookup_flags, path, path_len, buf)`, with the host's link count for
-/// files in mapped directories (wasmer reports 1, also for hard-linked files), and the
-/// devices of `/dev` as character devices (wasmer: regular files).
+/// `fd_close(fd)` and `fd_renumber(from, to)`: a preopened directory's name is forgotten when
+/// its descriptor goes (or is replaced), so that another file given its number is not taken
+/// for it.
+fn define_forget_preopen(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<DlState>,
+    imports: &mut Imports,
+    ns: &str,
+) {
+    let forget = |ctx: &FunctionEnvMut<DlState>, fds: &[i32]| {
+        let mut names =
+            (ctx.data().process.preopen_names.lock()).unwrap_or_else(|p| p.into_inner());
+        for fd in fds {
+            names.remove(fd);
+        }
+    };
+    if let Some(Extern::Function(close)) = imports.get_export(ns, "fd_close") {
+        let wrapper =
+            move |mut ctx: FunctionEnvMut<DlState>, fd: i32| -> Result<i32, RuntimeError> {
+                forget(&ctx, &[fd]);
+                call_errno(&mut ctx, &close, &i32s(&[fd]))
+            };
+        imports.define(
+            ns,
+            "fd_close",
+            Function::new_typed_with_env(store, env, wrapper),
+        );
+    }
+    if let Some(Extern::Function(renumber)) = imports.get_export(ns, "fd_renumber") {
+        let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                            from: i32,
+                            to: i32|
+              -> Result<i32, RuntimeError> {
+            forget(&ctx, &[from, to]);
+            call_errno(&mut ctx, &renumber, &i32s(&[from, to]))
+        };
+        imports.define(
+            ns,
+            "fd_renumber",
+            Function::new_typed_with_env(store, env, wrapper),
+        );
+    }
+}
+
+/// `path_filestat_get(fd, lookup_flags, path, path_len, buf)`, with the inode numbers of
+/// [`crate::inodes`] and the host's link count for files in mapped directories (wasmer
+/// reports 1, also for hard-linked files), and the devices of `/dev` as character devices
+/// (wasmer: regular files).
 fn define_filestat(
     store: &mut impl AsStoreMut,
     env: &FunctionEnv<DlState>,
@@ -152,29 +207,18 @@ fn define_filestat(
         if errno != 0 {
             return Ok(errno);
         }
-        let guest = preopens.guest_path(&mut ctx, fd, path, path_len)?;
+        let Some(guest) = preopens.guest_path(&mut ctx, fd, path, path_len)? else {
+            return Ok(errno);
+        };
         let dirs = &ctx.data().process.fs.dirs;
-        let host = guest.as_deref().and_then(|guest| host_path(dirs, guest));
-        if host.is_none() && guest.as_deref().is_some_and(fs::is_device) {
+        if host_path(dirs, &guest).is_none() && fs::is_device(&guest) {
             write(
                 &ctx,
                 u64::from(buf) + FILESTAT_FILETYPE,
                 &[FILETYPE_CHARACTER_DEVICE],
             );
         }
-        let follow = lookup & 1 != 0;
-        let metadata = host.and_then(|(_, host)| match follow {
-            true => std::fs::metadata(host).ok(),
-            false => std::fs::symlink_metadata(host).ok(),
-        });
-        if let Some(metadata) = metadata {
-            use std::os::unix::fs::MetadataExt;
-            write(
-                &ctx,
-                u64::from(buf) + FILESTAT_NLINK,
-                &metadata.nlink().to_le_bytes(),
-            );
-        }
+        inodes::correct_filestat(&ctx, buf, &guest, lookup & 1 != 0);
         Ok(errno)
     };
     imports.define(
@@ -317,9 +361,10 @@ fn define_readdir(
     imports: &mut Imports,
     ns: &str,
 ) {
-    let (Some(Extern::Function(runtime)), Some(Extern::Function(filestat))) = (
+    let (Some(Extern::Function(runtime)), Some(Extern::Function(filestat)), Some(preopens)) = (
         imports.get_export(ns, "fd_readdir"),
         imports.get_export(ns, "path_filestat_get"),
+        Preopens::of(imports, ns),
     ) else {
         return;
     };
@@ -339,7 +384,8 @@ fn define_readdir(
         ];
         let errno = call_errno(&mut ctx, &runtime, &args)?;
         if errno == 0 {
-            fill_inodes(&mut ctx, &filestat, fd, buf, bufused)?;
+            let dir = preopens.guest_path_of_dir(&mut ctx, fd)?;
+            fill_inodes(&mut ctx, &filestat, fd, dir.as_deref(), buf, bufused)?;
         }
         Ok(errno)
     };
@@ -353,11 +399,14 @@ fn define_readdir(
 /// Dirents: d_next u64, d_ino u64 at 8, d_namlen u32 at 16, d_type u8 at 20, then the name.
 const DIRENT_SIZE: u32 = 24;
 
-/// Writes the inode of every whole entry of `buf` whose inode is 0.
+/// Gives every whole entry of `buf` (read from directory `fd`, at guest path `dir` if known)
+/// the inode number `stat` reports for it; without `dir`, those that have none get
+/// wasmer-wasix's.
 fn fill_inodes(
     ctx: &mut FunctionEnvMut<DlState>,
     filestat: &Function,
     fd: i32,
+    dir: Option<&Path>,
     buf: u32,
     bufused: u32,
 ) -> Result<(), RuntimeError> {
@@ -378,13 +427,23 @@ fn fill_inodes(
         if at + DIRENT_SIZE + namlen > used {
             break; // cut off: the guest asks again from this entry
         }
-        if ino == 0 {
+        let entry_path = dir
+            .zip(read_string(ctx, name, namlen))
+            .map(|(d, n)| d.join(n));
+        let on_host = (entry_path.as_deref()).and_then(|p| inodes::on_host(ctx, p, false));
+        if let Some((ino, _)) = on_host {
+            write(ctx, entry + 8, &ino.to_le_bytes());
+        } else if ino == 0 || entry_path.is_some() {
             let args = i32s(&[fd, 0, name as i32, namlen as i32, scratch as i32]);
             let found = call_errno(ctx, filestat, &args)? == 0;
             if let Some(ino) = found
                 .then(|| read_u64(ctx, u64::from(scratch) + FILESTAT_INO))
                 .flatten()
             {
+                let ino = match &entry_path {
+                    Some(path) => inodes::seen(ctx, path, false, ino).0,
+                    None => ino,
+                };
                 write(ctx, entry + 8, &ino.to_le_bytes());
             }
         }
@@ -454,7 +513,7 @@ fn host_link(dirs: &[MappedDir], link: &Path, target: &str) -> Placement {
 }
 
 /// The mapped directory (its index) holding absolute guest path `guest`, and its host path.
-fn host_path(dirs: &[MappedDir], guest: &Path) -> Option<(usize, PathBuf)> {
+pub(crate) fn host_path(dirs: &[MappedDir], guest: &Path) -> Option<(usize, PathBuf)> {
     let (index, dir) = (dirs.iter().enumerate())
         .filter(|(_, d)| guest.starts_with(&d.guest))
         .max_by_key(|(_, d)| d.guest.components().count())?;
@@ -466,29 +525,58 @@ fn host_path(dirs: &[MappedDir], guest: &Path) -> Option<(usize, PathBuf)> {
 /// argument (relative to a preopen: wasi-libc resolves every path against one) into the
 /// guest's absolute path and, inside a mapped directory, the host's.
 #[derive(Clone)]
-struct Preopens {
+pub(crate) struct Preopens {
     prestat: Function,
     prestat_name: Function,
+    /// wasmer-wasix's `fd_filestat_get`, for a directory opened by path.
+    filestat: Function,
 }
 
 impl Preopens {
-    fn of(imports: &Imports, ns: &str) -> Option<Self> {
+    pub(crate) fn of(imports: &Imports, ns: &str) -> Option<Self> {
         match (
             imports.get_export(ns, "fd_prestat_get"),
             imports.get_export(ns, "fd_prestat_dir_name"),
+            imports.get_export(ns, "fd_filestat_get"),
         ) {
-            (Some(Extern::Function(prestat)), Some(Extern::Function(prestat_name))) => {
-                Some(Preopens {
-                    prestat,
-                    prestat_name,
-                })
-            }
+            (
+                Some(Extern::Function(prestat)),
+                Some(Extern::Function(prestat_name)),
+                Some(Extern::Function(filestat)),
+            ) => Some(Preopens {
+                prestat,
+                prestat_name,
+                filestat,
+            }),
             _ => None,
         }
     }
 
     /// The guest path of preopened directory `fd`.
     fn name(
+        &self,
+        ctx: &mut FunctionEnvMut<DlState>,
+        fd: i32,
+    ) -> Result<Option<String>, RuntimeError> {
+        let names = &ctx.data().process.preopen_names;
+        let known = names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fd)
+            .cloned();
+        if known.is_some() {
+            return Ok(known);
+        }
+        let name = self.ask_name(ctx, fd)?;
+        if let Some(name) = &name {
+            let names = &ctx.data().process.preopen_names;
+            (names.lock().unwrap_or_else(|p| p.into_inner())).insert(fd, name.clone());
+        }
+        Ok(name)
+    }
+
+    /// The guest path of preopened directory `fd`, asked of wasmer-wasix.
+    fn ask_name(
         &self,
         ctx: &mut FunctionEnvMut<DlState>,
         fd: i32,
@@ -511,17 +599,29 @@ impl Preopens {
         Ok(name.map(|name| name.trim_end_matches('\0').to_string()))
     }
 
+    /// The guest path of directory `fd`: preopened, or opened by a path.
+    pub(crate) fn guest_path_of_dir(
+        &self,
+        ctx: &mut FunctionEnvMut<DlState>,
+        fd: i32,
+    ) -> Result<Option<PathBuf>, RuntimeError> {
+        match self.name(ctx, fd)? {
+            Some(name) => Ok(Some(PathBuf::from(name))),
+            None => inodes::path_of_fd(ctx, &self.filestat, fd),
+        }
+    }
+
     /// The absolute guest path of the path argument at `path` (`len` bytes) relative to `fd`.
-    fn guest_path(
+    pub(crate) fn guest_path(
         &self,
         ctx: &mut FunctionEnvMut<DlState>,
         fd: i32,
         path: u32,
         len: u32,
     ) -> Result<Option<PathBuf>, RuntimeError> {
-        let dir = self.name(ctx, fd)?;
+        let dir = self.guest_path_of_dir(ctx, fd)?;
         Ok((dir.zip(read_string(ctx, path, len)))
-            .map(|(dir, p)| search::absolute(Path::new(&dir), Path::new(&p))))
+            .map(|(dir, p)| search::absolute(&dir, Path::new(&p))))
     }
 
     /// The mapped directory (its index) and host path of that path argument, if it has one.

@@ -34,8 +34,10 @@
 //! 3. Leaf locks, nothing is taken while they are held: `ProcessState::cwd`,
 //!    `ProcessState::dead_tls_blocks`, the thread registry of the sync protocol
 //!    (`sync::Threads`), each thread's prepared TLS blocks (`ThreadSync::prepared_tls`), the
-//!    state of the membarrier registration (`sync::membarrier::Barrier`) and the libraries
-//!    compiled earlier in the process (`Compiler::opened`, taken while the linker is held).
+//!    state of the membarrier registration (`sync::membarrier::Barrier`), the libraries
+//!    compiled earlier in the process (`Compiler::opened`, taken while the linker is held),
+//!    the inode table (`ProcessState::inodes`) and the preopened directories' names
+//!    (`ProcessState::preopen_names`).
 //!
 //! wasmer-wasix's own locks (its process, thread and futex tables) are taken inside its host
 //! functions and when a thread is registered with its process; none of ours is held then.
@@ -80,6 +82,7 @@ mod guest;
 mod hostdir;
 mod hostfs;
 mod init;
+mod inodes;
 mod layout;
 mod linker;
 mod load;

@@ -72,6 +72,11 @@ pub struct ProcessState {
     pub wrappers: std::sync::OnceLock<wasmer::Module>,
     /// Every running thread, for the sync protocol.
     pub threads: Threads,
+    /// What wasmer-wasix's inode numbers stand for (see [`crate::inodes`]).
+    pub inodes: Mutex<crate::inodes::Inodes>,
+    /// The guest paths of preopened directories, by descriptor, as asked so far (forgotten
+    /// when the descriptor is closed or replaced: see [`crate::hostfs`]).
+    pub preopen_names: Mutex<std::collections::HashMap<i32, String>>,
 }
 
 /// The program as loaded: the process-wide link state and this thread's instance group.

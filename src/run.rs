@@ -24,6 +24,7 @@ use crate::group::{self, InstanceGroup};
 use crate::guest::Scratch;
 use crate::hostfs;
 use crate::init::{self, ToInit};
+use crate::inodes;
 use crate::layout::TABLE_CAPACITY;
 use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
@@ -303,6 +304,8 @@ fn process_state(config: &RunConfig, guest_fs: &GuestFs, compiler: &Compiler) ->
         dead_tls_blocks: Default::default(),
         wrappers: Default::default(),
         threads: sync::Threads::new(config.sync_timeout),
+        inodes: Default::default(),
+        preopen_names: Default::default(),
     })
 }
 
@@ -349,6 +352,7 @@ fn instantiate_plain(
     poll::define(store, &dl_env, &mut imports);
     stdio::define(store, &dl_env, &mut imports);
     hostfs::define(store, &dl_env, &mut imports);
+    inodes::define(store, &dl_env, &mut imports);
     pipes::define(store, &dl_env, &mut imports);
     let instance = Instance::new(store, &module, &imports).map_err(|e| fail(e.to_string()))?;
     let memory = match imported_memory {
@@ -412,6 +416,7 @@ pub fn thread_imports(
     poll::define(store, dl_env, &mut imports);
     stdio::define(store, dl_env, &mut imports);
     hostfs::define(store, dl_env, &mut imports);
+    inodes::define(store, dl_env, &mut imports);
     pipes::define(store, dl_env, &mut imports);
     thread::define(store, dl_env, &mut imports);
     let wrappers = sync::wrap_imports(store, dl_env, &mut imports, memory)?;

@@ -504,34 +504,6 @@ fn cpython_regression_tests_concurrent_futures_with_threads() {
 /// regrtest: they are not run). Everything else in those files passes or skips for one of the
 /// [`DOCUMENTED_SKIPS`].
 const FILE_SYSTEM_KNOWN_FAILURES: &[(&str, &str)] = &[
-    // wasmer-wasix numbers inodes by hashing the path: two hard links to one file, or `/` and
-    // `/..`, have different st_ino (the link itself is made on the host, and st_nlink is right).
-    (
-        "test.test_os.LinkTests.test_link",
-        "st_ino of hard links differs (path hash)",
-    ),
-    (
-        "test.test_os.LinkTests.test_link_bytes",
-        "st_ino of hard links differs",
-    ),
-    (
-        "test.test_os.LinkTests.test_unicode_name",
-        "st_ino of hard links differs",
-    ),
-    ("*.test_hardlink_to", "st_ino of hard links differs"),
-    (
-        "*.test_is_mount_root",
-        "st_ino of / and /.. differ (path hash)",
-    ),
-    (
-        "*.TestCopy.test_dont_copy_file_onto_link_to_itself",
-        "st_ino of hard links differs",
-    ),
-    (
-        "*.HardlinkTest.test_add_hardlink",
-        "tarfile finds hard links by st_ino",
-    ),
-    ("*.test_link_size", "tarfile finds hard links by st_ino"),
     // WASI has no file modes (st_mode has no permission bits, there is no chmod).
     (
         "*.test_chmod_file_symlink",
@@ -556,12 +528,6 @@ const FILE_SYSTEM_KNOWN_FAILURES: &[(&str, &str)] = &[
     (
         "*.test_extractall_pathlike_dir",
         "tarfile as root: chown to the archive's owner fails",
-    ),
-    // utimensat relative to a directory descriptor other than a preopened one reaches
-    // wasmer-wasix, which sets the times of that directory's cached inode instead.
-    (
-        "*.UtimeTests.test_utime_dir_fd",
-        "utimensat with a directory descriptor",
     ),
     // The in-memory root lets a program create files anywhere outside the mapped directories:
     // opening the (absent) /dev/tty for appending creates a regular file.
