@@ -193,7 +193,12 @@ fn apply_log(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Erro
                 }
                 LinkOp::Slot(slot) => group.fill_slot(ctx, &linker, *slot)?,
                 LinkOp::Unload { modules, slots } => {
-                    group.null_slots(ctx, slots);
+                    // Slots given since to a module this thread has as it is now stay (the
+                    // publisher fills its own table at once, before it catches up).
+                    let stale: Vec<u32> = (slots.iter().copied())
+                        .filter(|&slot| !group.holds_current(&linker, slot))
+                        .collect();
+                    group.null_slots(ctx, &stale);
                     let dropped = group.drop_modules(modules);
                     gone(ctx, &mut new_modules, &dropped);
                 }

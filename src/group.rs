@@ -256,6 +256,11 @@ impl InstanceGroup {
         matches!(self.instances.get(id), Some(Some(_))) && self.incarnations[id] == incarnation
     }
 
+    /// Whether table slot `slot` belongs to a module this group has as it is now.
+    pub fn holds_current(&self, linker: &Linker, slot: u32) -> bool {
+        (linker.slot_or_region_owner(slot)).is_some_and(|(id, _)| self.has(linker.current(id)))
+    }
+
     /// Puts the function that owns table slot `slot` there, if its module is instantiated in
     /// this group (else the slot is filled when it is).
     pub fn fill_slot(

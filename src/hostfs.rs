@@ -13,6 +13,9 @@
 //!   the inode number `stat` reports for it (`scandir`'s `inode()`, `ls -i`; see
 //!   [`crate::inodes`]).
 //! - `path_filestat_get`: the host's inode number and link count (see [`crate::inodes`]).
+//! - `path_open` (and wasix's `path_open2`): learns the inode number of what it opened (see
+//!   [`crate::inodes`]); `/dev/tty` cannot be opened (`ENXIO`, as natively without a
+//!   controlling terminal: the guest has none) rather than created as a file.
 //!
 //! A path argument is relative to a directory descriptor: a preopened directory (whose name
 //! is kept once asked, until the descriptor is closed or replaced: `fd_close` and
@@ -45,6 +48,7 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
         if ns != "wasi_unstable" {
             // (whose filestat has another layout)
             define_filestat(store, env, imports, ns);
+            define_open(store, env, imports, ns);
         }
         define_link(store, env, imports, ns);
         define_append_write(store, env, imports, ns);
@@ -133,6 +137,47 @@ fn define_set_times(
         "path_filestat_set_times",
         Function::new_typed_with_env(store, env, wrapper),
     );
+}
+
+/// `path_open(dirfd, dirflags, path, path_len, ..., fd_out)` and wasix's `path_open2`.
+fn define_open(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<DlState>,
+    imports: &mut Imports,
+    ns: &str,
+) {
+    let Some(preopens) = Preopens::of(imports, ns) else {
+        return;
+    };
+    for name in ["path_open", "path_open2"] {
+        let Some(Extern::Function(open)) = imports.get_export(ns, name) else {
+            continue;
+        };
+        let preopens = preopens.clone();
+        let ty = open.ty(store);
+        let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
+                            args: &[Value]|
+              -> Result<Vec<Value>, RuntimeError> {
+            let int = |at: usize| args.get(at).and_then(Value::i32);
+            let (Some(dirfd), Some(path), Some(len), Some(out)) =
+                (int(0), int(2), int(3), args.last().and_then(Value::i32))
+            else {
+                return Ok(open.call(&mut ctx, args)?.into_vec());
+            };
+            let guest = preopens.guest_path(&mut ctx, dirfd, path as u32, len as u32)?;
+            if guest.as_deref() == Some(Path::new("/dev/tty")) {
+                return Ok(vec![Value::I32(Errno::Nxio as i32)]);
+            }
+            let result = open.call(&mut ctx, args)?;
+            let opened = result.first().and_then(Value::i32) == Some(0);
+            let fd = read_u32(&ctx, u64::from(out as u32));
+            if let (true, Some(guest), Some(fd)) = (opened, guest, fd) {
+                inodes::learn_opened(&mut ctx, &preopens.filestat, fd as i32, &guest)?;
+            }
+            Ok(result.into_vec())
+        };
+        imports.define(ns, name, Function::new_with_env(store, env, ty, wrapper));
+    }
 }
 
 /// `fd_close(fd)` and `fd_renumber(from, to)`: a preopened directory's name is forgotten when

@@ -10,15 +10,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use wasmer::{
-    AsStoreMut, Extern, Function, FunctionEnv, FunctionEnvMut, Imports, RuntimeError, Value,
-};
+use wasmer::{AsStoreMut, Extern, Function, FunctionEnv, FunctionEnvMut, Imports, RuntimeError};
 
 use crate::guest::{
-    call_errno, i32s, read_u32, read_u64, scratch, write, FILESTAT_INO, FILESTAT_NLINK,
-    FILESTAT_SIZE,
+    call_errno, i32s, read_u64, scratch, write, FILESTAT_INO, FILESTAT_NLINK, FILESTAT_SIZE,
 };
-use crate::hostfs::{host_path, Preopens};
+use crate::hostfs::host_path;
 use crate::open::DlState;
 
 /// Paths remembered before the tables start again (a program that names millions of files).
@@ -118,48 +115,14 @@ pub fn path_of_fd(
     Ok(path)
 }
 
-/// Wraps `path_open` (and wasix's `path_open2`), to learn the path of what was opened, and
-/// `fd_filestat_get`, to report the numbers of [`seen`], in the WASI namespaces whose
-/// filestat has the layout of `wasi_snapshot_preview1`.
+/// Wraps `fd_filestat_get`, to report the numbers of [`seen`], in the WASI namespaces whose
+/// filestat has the layout of `wasi_snapshot_preview1`. (`path_open` learns the numbers of
+/// what it opens: see [`crate::hostfs`].)
 pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: &mut Imports) {
     for ns in ["wasi_snapshot_preview1", "wasix_32v1"] {
-        let (Some(Extern::Function(filestat)), Some(preopens)) = (
-            imports.get_export(ns, "fd_filestat_get"),
-            Preopens::of(imports, ns),
-        ) else {
+        let Some(Extern::Function(filestat)) = imports.get_export(ns, "fd_filestat_get") else {
             continue;
         };
-        for name in ["path_open", "path_open2"] {
-            let Some(Extern::Function(open)) = imports.get_export(ns, name) else {
-                continue;
-            };
-            let (filestat, preopens) = (filestat.clone(), preopens.clone());
-            let ty = open.ty(store);
-            // path_open(dirfd, dirflags, path, path_len, ..., fd_out): learns the opened
-            // file's wasmer-wasix number.
-            let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
-                                args: &[Value]|
-                  -> Result<Vec<Value>, RuntimeError> {
-                let result = open.call(&mut ctx, args)?;
-                let int = |at: usize| args.get(at).and_then(Value::i32);
-                let opened = result.first().and_then(Value::i32) == Some(0);
-                if let (true, Some(dirfd), Some(path), Some(len), Some(out)) = (
-                    opened,
-                    int(0),
-                    int(2),
-                    int(3),
-                    args.last().and_then(Value::i32),
-                ) {
-                    let guest = preopens.guest_path(&mut ctx, dirfd, path as u32, len as u32)?;
-                    let fd = read_u32(&ctx, u64::from(out as u32));
-                    if let (Some(guest), Some(fd)) = (guest, fd) {
-                        learn_opened(&mut ctx, &filestat, fd as i32, &guest)?;
-                    }
-                }
-                Ok(result.into_vec())
-            };
-            imports.define(ns, name, Function::new_with_env(store, env, ty, wrapper));
-        }
         let wrapper = move |mut ctx: FunctionEnvMut<DlState>,
                             fd: i32,
                             buf: u32|
@@ -185,8 +148,9 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
     }
 }
 
-/// Learns wasmer-wasix's number of descriptor `fd`, just opened at `guest`.
-fn learn_opened(
+/// Learns wasmer-wasix's number of descriptor `fd` (asked of its `fd_filestat_get`,
+/// `filestat`), just opened at `guest`.
+pub fn learn_opened(
     ctx: &mut FunctionEnvMut<DlState>,
     filestat: &Function,
     fd: i32,

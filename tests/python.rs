@@ -529,12 +529,6 @@ const FILE_SYSTEM_KNOWN_FAILURES: &[(&str, &str)] = &[
         "*.test_extractall_pathlike_dir",
         "tarfile as root: chown to the archive's owner fails",
     ),
-    // The in-memory root lets a program create files anywhere outside the mapped directories:
-    // opening the (absent) /dev/tty for appending creates a regular file.
-    (
-        "*OtherFileTests.testAbles",
-        "open('/dev/tty', 'a') creates a file",
-    ),
     // wasmer-wasix pipes have no capacity: a non-blocking write never fails with EAGAIN, and
     // these tests write until it does (the process runs out of memory).
     (
