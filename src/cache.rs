@@ -16,8 +16,10 @@ use crate::load::LoadedModule;
 /// Size the cache may reach before the least recently used artifacts are removed.
 const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
-/// A library file as this process saw it: guest path, size, modification time (ns).
-pub type FileIdentity = (PathBuf, u64, u64);
+/// A library file as this process saw it: guest path, host path (when in a mapped
+/// directory: programs that share a [`crate::Runtime`] may map different files at one guest
+/// path), size, modification time (ns).
+pub type FileIdentity = (PathBuf, Option<PathBuf>, u64, u64);
 
 /// Compiles modules for one engine, through the cache when there is one.
 #[derive(Clone)]
@@ -26,10 +28,14 @@ pub struct Compiler {
     /// What an artifact must have been compiled by to be loaded: the engine, its target and
     /// features, the wasmer version and ours (an artifact of another is never deserialized).
     identity: String,
-    /// Libraries opened before in this process, parsed and compiled, by file identity: a
-    /// second `dlopen` of the same file reads, hashes and deserializes nothing. They stay for
-    /// the life of the process (a compiled module is shared code, not per-instance state).
-    opened: Arc<Mutex<HashMap<FileIdentity, LoadedModule>>>,
+    /// Libraries opened before in this process, parsed and compiled, by file identity and
+    /// whether they have epoch checks: a second `dlopen` of the same file reads, hashes and
+    /// deserializes nothing. They stay for the life of the process (a compiled module is
+    /// shared code, not per-instance state).
+    opened: Arc<Mutex<HashMap<(FileIdentity, bool), LoadedModule>>>,
+    /// Every module compiled or deserialized in this process, by cache key: a program run
+    /// again on the same [`crate::Runtime`] reads no artifact from disk.
+    compiled: Arc<Mutex<HashMap<String, Module>>>,
     /// Directory of cached artifacts; `None` disables the cache.
     dir: Option<PathBuf>,
     max_bytes: u64,
@@ -67,6 +73,7 @@ impl Compiler {
             engine,
             identity,
             opened: Default::default(),
+            compiled: Default::default(),
             dir,
             max_bytes,
             epoch_checks: true,
@@ -76,13 +83,14 @@ impl Compiler {
     /// A fresh copy of the library compiled earlier from the file `identity`.
     pub fn opened(&self, identity: &FileIdentity) -> Option<LoadedModule> {
         let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
-        opened.get(identity).map(LoadedModule::fresh_copy)
+        let key = (identity.clone(), self.epoch_checks);
+        opened.get(&key).map(LoadedModule::fresh_copy)
     }
 
     /// Keeps `loaded` (just parsed and compiled from the file `identity`) for later opens.
     pub fn remember(&self, identity: FileIdentity, loaded: &LoadedModule) {
         let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
-        opened.insert(identity, loaded.fresh_copy());
+        opened.insert((identity, self.epoch_checks), loaded.fresh_copy());
     }
 
     fn key(&self, parts: &[&[u8]]) -> String {
@@ -108,10 +116,26 @@ impl Compiler {
         identity: &[&[u8]],
         make: impl FnOnce() -> Result<Vec<u8>, Error>,
     ) -> Result<Module, Error> {
-        let cached = self
-            .dir
-            .as_ref()
-            .map(|d| d.join(format!("{}.bin", self.key(identity))));
+        let key = self.key(identity);
+        let compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(module) = compiled.get(&key) {
+            return Ok(module.clone());
+        }
+        drop(compiled);
+        let module = self.compile_or_load(name, &key, make)?;
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        compiled.insert(key, module.clone());
+        Ok(module)
+    }
+
+    /// The module cached on disk under `key`, else compiled from what `make` gives.
+    fn compile_or_load(
+        &self,
+        name: &str,
+        key: &str,
+        make: impl FnOnce() -> Result<Vec<u8>, Error>,
+    ) -> Result<Module, Error> {
+        let cached = self.dir.as_ref().map(|d| d.join(format!("{key}.bin")));
         if let Some(path) = &cached {
             // SAFETY: the file was written by `Module::serialize` of an engine with the same
             // deterministic id (part of the key) and is renamed into place only when complete.

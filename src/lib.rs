@@ -93,6 +93,7 @@ mod plan;
 mod poll;
 mod rewrite;
 mod run;
+mod runtime;
 mod scope;
 mod search;
 mod stdio;
@@ -109,6 +110,7 @@ pub use error::Error;
 pub use fs::MappedDir;
 pub use layout::DEFAULT_STACK_SIZE;
 pub use run::TRAP_EXIT_CODE;
+pub use runtime::Runtime;
 
 /// A program to run: the main module, its arguments, environment and mapped directories.
 #[derive(Debug, Clone)]
@@ -199,10 +201,52 @@ impl Program {
         self
     }
 
-    /// Runs the program to its end. Returns the guest's exit status, or
-    /// [`TRAP_EXIT_CODE`] after reporting a trap on stderr. Errors are failures to load.
+    /// Runs the program to its end on a runtime of its own. Returns the guest's exit status,
+    /// or [`TRAP_EXIT_CODE`] after reporting a trap on stderr. Errors are failures to load.
+    /// Blocks: from async code, use [`Program::run_async`].
     pub fn run(&self) -> Result<i32, Error> {
-        run::run(&self.config)
+        self.run_on(&Runtime::new()?)
+    }
+
+    /// [`Program::run`] on `runtime`, shared with other programs: what they compiled is not
+    /// compiled or read again. Blocks the calling thread until the program ends.
+    pub fn run_on(&self, runtime: &Runtime) -> Result<i32, Error> {
+        run::run(runtime, &self.config)
+    }
+
+    /// [`Program::run_on`] from async code: the program runs on a blocking thread of the
+    /// runtime's tokio runtime, never on the executor's threads, so many run at once.
+    ///
+    /// ```
+    /// use wasix_dl::{Program, Runtime};
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("wasix-dl-doc-async-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let path = dir.join("exit7.wasm");
+    /// # std::fs::write(&path, wasmer::wat2wasm(br#"(module
+    /// #   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    /// #   (memory (export "memory") 1)
+    /// #   (func (export "_start") (call $exit (i32.const 7))))"#).unwrap()).unwrap();
+    /// let tokio = tokio::runtime::Runtime::new().unwrap();
+    /// let runtime = Runtime::on(tokio.handle().clone(), None);
+    /// let program = Program::new(&path); // a WASI command that exits with status 7
+    /// let runs: Vec<_> = (0..4)
+    ///     .map(|_| {
+    ///         let (program, runtime) = (program.clone(), runtime.clone());
+    ///         tokio.spawn(async move { program.run_async(&runtime).await })
+    ///     })
+    ///     .collect();
+    /// for run in runs {
+    ///     assert_eq!(tokio.block_on(run).unwrap().unwrap(), 7);
+    /// }
+    /// ```
+    pub async fn run_async(&self, runtime: &Runtime) -> Result<i32, Error> {
+        let (shared, config) = (runtime.clone(), self.config.clone());
+        let task = runtime
+            .tokio()
+            .spawn_blocking(move || run::run(&shared, &config));
+        task.await
+            .map_err(|e| Error::Wasi(format!("the program's run ended abnormally: {e}")))?
     }
 
     /// The libraries the program loads at start-up and where they are found, one per line

@@ -197,7 +197,7 @@ pub fn library(compiler: &Compiler, fs: &GuestFs, path: &Path) -> Result<LoadedM
         .fs
         .metadata(path)
         .map_err(|e| read_error(e.to_string()))?;
-    let identity = (path.to_path_buf(), meta.len, meta.modified);
+    let identity = file_identity(fs, path, &meta);
     if let Some(known) = compiler.opened(&identity) {
         tracing::debug!(target: "wasix_dl::libs", "{}: compiled earlier in this process", path.display());
         return Ok(known);
@@ -219,10 +219,20 @@ pub fn unchanged(
     let Ok(meta) = fs.fs.metadata(path) else {
         return false;
     };
-    let identity = (path.to_path_buf(), meta.len, meta.modified);
+    let identity = file_identity(fs, path, &meta);
     compiler
         .opened(&identity)
         .is_some_and(|known| Arc::ptr_eq(&known.description, description))
+}
+
+/// What identifies the library file at guest path `path` (see [`crate::cache::FileIdentity`]).
+fn file_identity(
+    fs: &GuestFs,
+    path: &Path,
+    meta: &virtual_fs::Metadata,
+) -> crate::cache::FileIdentity {
+    let host = crate::hostfs::host_path(&fs.dirs, path).map(|(_, host)| host);
+    (path.to_path_buf(), host, meta.len, meta.modified)
 }
 
 /// Parses and compiles a library file found at `path`.

@@ -31,6 +31,7 @@ use crate::load::{GuestFs, LoadedModule};
 use crate::open::{self, DlState, Loaded, ProcessState};
 use crate::pipes;
 use crate::poll;
+use crate::runtime::Runtime;
 use crate::stdio;
 use crate::sync;
 use crate::thread;
@@ -61,7 +62,7 @@ pub struct RunConfig {
 
 /// Runs the program to its end and returns its exit status. Errors are problems of loading;
 /// a guest that traps is reported on stderr and yields [`TRAP_EXIT_CODE`].
-pub fn run(config: &RunConfig) -> Result<i32, Error> {
+pub fn run(runtime: &Runtime, config: &RunConfig) -> Result<i32, Error> {
     let name = config.module.display().to_string();
     let bytes = std::fs::read(&config.module).map_err(|source| Error::Read {
         path: config.module.clone(),
@@ -69,18 +70,15 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
     })?;
     let dylink = dylink::parse(&name, &bytes)?;
 
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Wasi(format!("cannot start the async runtime: {e}")))?;
+    let tokio = runtime.tokio();
     let _entered = tokio.enter();
 
     // A native thread's one stack holds both kinds of frames; here wasm frames live on the
     // engine's stack (1 MiB unless set, process-wide) and C locals on the guest's. Both get
     // the program's stack size, so deep recursion that fits natively fits here.
     wasmer::sys::vm::set_stack_size(config.stack_size as usize);
-    let engine = new_engine();
-    let mut compiler = Compiler::new(engine.clone());
+    let engine = runtime.engine().clone();
+    let mut compiler = runtime.compiler().clone();
     compiler.epoch_checks = config.epoch_checks;
     let mut store = Store::new(engine.clone());
     let tmp = fs::private_tmp(&config.dirs);
@@ -91,13 +89,9 @@ pub fn run(config: &RunConfig) -> Result<i32, Error> {
         .cloned()
         .collect();
     let guest_fs = GuestFs {
-        fs: Arc::new(fs::build(
-            &dirs,
-            config.system_libs.as_deref(),
-            tokio.handle(),
-        )?),
+        fs: Arc::new(fs::build(&dirs, config.system_libs.as_deref(), tokio)?),
         dirs,
-        tokio: tokio.handle().clone(),
+        tokio: tokio.clone(),
     };
     let builder = wasi_builder(config, &engine, &guest_fs)?;
 
