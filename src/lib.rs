@@ -109,7 +109,7 @@ pub use dylink::{parse as parse_dylink, DylinkInfo};
 pub use error::Error;
 pub use fs::MappedDir;
 pub use layout::DEFAULT_STACK_SIZE;
-pub use run::TRAP_EXIT_CODE;
+pub use run::{Input, Output, RunOutput, TRAP_EXIT_CODE};
 pub use runtime::Runtime;
 
 /// A program to run: the main module, its arguments, environment and mapped directories.
@@ -132,6 +132,9 @@ impl Program {
                 stack_size: DEFAULT_STACK_SIZE,
                 sync_timeout: sync::DEFAULT_TIMEOUT,
                 epoch_checks: true,
+                stdin: Input::Inherit,
+                stdout: Output::Inherit,
+                stderr: Output::Inherit,
             },
         }
     }
@@ -201,6 +204,24 @@ impl Program {
         self
     }
 
+    /// Where the guest's standard input comes from (default: the host's).
+    pub fn stdin(mut self, input: Input) -> Self {
+        self.config.stdin = input;
+        self
+    }
+
+    /// Where the guest's standard output goes (default: the host's).
+    pub fn stdout(mut self, output: Output) -> Self {
+        self.config.stdout = output;
+        self
+    }
+
+    /// Where the guest's standard error goes (default: the host's).
+    pub fn stderr(mut self, output: Output) -> Self {
+        self.config.stderr = output;
+        self
+    }
+
     /// Runs the program to its end on a runtime of its own. Returns the guest's exit status,
     /// or [`TRAP_EXIT_CODE`] after reporting a trap on stderr. Errors are failures to load.
     /// Blocks: from async code, use [`Program::run_async`].
@@ -211,6 +232,37 @@ impl Program {
     /// [`Program::run`] on `runtime`, shared with other programs: what they compiled is not
     /// compiled or read again. Blocks the calling thread until the program ends.
     pub fn run_on(&self, runtime: &Runtime) -> Result<i32, Error> {
+        Ok(self.output_on(runtime)?.status)
+    }
+
+    /// [`Program::run_on`], with what the program wrote to the streams set to
+    /// [`Output::Capture`].
+    ///
+    /// ```
+    /// use wasix_dl::{Input, Output, Program, Runtime};
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("wasix-dl-doc-cat-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let path = dir.join("cat.wasm");
+    /// # std::fs::write(&path, wasmer::wat2wasm(br#"(module
+    /// #   (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+    /// #   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    /// #   (memory (export "memory") 1)
+    /// #   (func (export "_start")
+    /// #     (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 1024))
+    /// #     (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+    /// #     (i32.store (i32.const 4) (i32.load (i32.const 8)))
+    /// #     (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#).unwrap()).unwrap();
+    /// let runtime = Runtime::new().unwrap();
+    /// // A WASI command that copies (up to 1 KiB of) its input to its output.
+    /// let out = Program::new(&path)
+    ///     .stdin(Input::Bytes(b"hello".to_vec()))
+    ///     .stdout(Output::Capture)
+    ///     .output_on(&runtime)
+    ///     .unwrap();
+    /// assert_eq!((out.status, out.stdout.as_slice()), (0, &b"hello"[..]));
+    /// ```
+    pub fn output_on(&self, runtime: &Runtime) -> Result<RunOutput, Error> {
         run::run(runtime, &self.config)
     }
 
@@ -241,6 +293,11 @@ impl Program {
     /// }
     /// ```
     pub async fn run_async(&self, runtime: &Runtime) -> Result<i32, Error> {
+        Ok(self.output_async(runtime).await?.status)
+    }
+
+    /// [`Program::output_on`] from async code, as [`Program::run_async`].
+    pub async fn output_async(&self, runtime: &Runtime) -> Result<RunOutput, Error> {
         let (shared, config) = (runtime.clone(), self.config.clone());
         let task = runtime
             .tokio()

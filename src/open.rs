@@ -72,6 +72,8 @@ pub struct ProcessState {
     pub wrappers: std::sync::OnceLock<wasmer::Module>,
     /// Every running thread, for the sync protocol.
     pub threads: Threads,
+    /// What the guest's standard streams are (the host's, or not).
+    pub streams: [crate::run::Stream; 3],
     /// What wasmer-wasix's inode numbers stand for (see [`crate::inodes`]).
     pub inodes: Mutex<crate::inodes::Inodes>,
     /// The guest paths of preopened directories, by descriptor, as asked so far (forgotten

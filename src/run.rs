@@ -58,11 +58,136 @@ pub struct RunConfig {
     pub sync_timeout: std::time::Duration,
     /// Whether modules get epoch checks (see [`crate::rewrite`]).
     pub epoch_checks: bool,
+    pub stdin: Input,
+    pub stdout: Output,
+    pub stderr: Output,
+}
+
+/// Where the guest's standard input comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Input {
+    /// The host process's standard input.
+    #[default]
+    Inherit,
+    /// Nothing: reads see the end at once.
+    Null,
+    /// These bytes, then the end.
+    Bytes(Vec<u8>),
+}
+
+/// Where the guest's standard output or error goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Output {
+    /// The host process's.
+    #[default]
+    Inherit,
+    /// Nowhere.
+    Null,
+    /// Kept, and handed back in [`RunOutput`].
+    Capture,
+}
+
+/// How a program ended, and what it wrote to the streams that were captured (empty for the
+/// others). A trap's report goes to the captured standard error, if it is captured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The exit status, or [`TRAP_EXIT_CODE`] after a trap.
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// What a standard stream of the guest is, for the host functions that report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The host process's descriptor of the same number.
+    Host,
+    /// Like `/dev/null`.
+    Null,
+    /// A pipe to or from the embedder.
+    Pipe,
+}
+
+impl RunConfig {
+    /// What each standard stream of the guest is.
+    pub fn streams(&self) -> [Stream; 3] {
+        let input = match self.stdin {
+            Input::Inherit => Stream::Host,
+            Input::Null => Stream::Null,
+            Input::Bytes(_) => Stream::Pipe,
+        };
+        let output = |o: Output| match o {
+            Output::Inherit => Stream::Host,
+            Output::Null => Stream::Null,
+            Output::Capture => Stream::Pipe,
+        };
+        [input, output(self.stdout), output(self.stderr)]
+    }
+}
+
+/// The read ends of the guest's captured standard output and error.
+#[derive(Default)]
+struct Captured {
+    stdout: Option<virtual_fs::Pipe>,
+    stderr: Option<virtual_fs::Pipe>,
+}
+
+/// Sets the guest's standard streams in `builder` as `config` says; returns the read ends of
+/// those captured.
+fn set_streams(config: &RunConfig, builder: &mut WasiEnvBuilder) -> Captured {
+    use virtual_fs::Pipe;
+    type File = Box<dyn virtual_fs::VirtualFile + Send + Sync>;
+    let null = || -> File { Box::new(virtual_fs::NullFile::default()) };
+    match &config.stdin {
+        Input::Inherit => {}
+        Input::Null => builder.set_stdin(null()),
+        Input::Bytes(bytes) => {
+            let (mut tx, rx) = Pipe::new().split();
+            let _ = std::io::Write::write_all(&mut tx, bytes);
+            tx.close();
+            let (unused_tx, _) = Pipe::new().split();
+            builder.set_stdin(Box::new(Pipe::combine(unused_tx, rx)));
+        }
+    }
+    let mut captured = Captured::default();
+    for (output, slot, is_stdout) in [
+        (config.stdout, &mut captured.stdout, true),
+        (config.stderr, &mut captured.stderr, false),
+    ] {
+        let file: File = match output {
+            Output::Inherit => continue,
+            Output::Null => null(),
+            Output::Capture => {
+                let (tx, rx) = Pipe::new().split();
+                let (_, unused_rx) = Pipe::new().split();
+                let (unused_tx, _) = Pipe::new().split();
+                *slot = Some(Pipe::combine(unused_tx, rx));
+                Box::new(Pipe::combine(tx, unused_rx))
+            }
+        };
+        match is_stdout {
+            true => builder.set_stdout(file),
+            false => builder.set_stderr(file),
+        }
+    }
+    captured
+}
+
+/// Everything in `pipe` so far (its write end is gone).
+fn drain(pipe: Option<virtual_fs::Pipe>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Some(n) = pipe.try_read(&mut buf).filter(|&n| n > 0) {
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+    out
 }
 
 /// Runs the program to its end and returns its exit status. Errors are problems of loading;
 /// a guest that traps is reported on stderr and yields [`TRAP_EXIT_CODE`].
-pub fn run(runtime: &Runtime, config: &RunConfig) -> Result<i32, Error> {
+pub fn run(runtime: &Runtime, config: &RunConfig) -> Result<RunOutput, Error> {
     let name = config.module.display().to_string();
     let bytes = std::fs::read(&config.module).map_err(|source| Error::Read {
         path: config.module.clone(),
@@ -93,7 +218,8 @@ pub fn run(runtime: &Runtime, config: &RunConfig) -> Result<i32, Error> {
         dirs,
         tokio: tokio.clone(),
     };
-    let builder = wasi_builder(config, &engine, &guest_fs)?;
+    let mut builder = wasi_builder(config, &engine, &guest_fs)?;
+    let captured = set_streams(config, &mut builder);
 
     let (instance, func_env, dl_env) = match dylink {
         None => instantiate_plain(
@@ -123,18 +249,27 @@ pub fn run(runtime: &Runtime, config: &RunConfig) -> Result<i32, Error> {
         (None, Some(dl_env)) => after_main_thread(&name, &instance, dl_env, &mut store),
         (None, None) => Ok(0),
     });
-    let code = match &status {
-        Ok(code) => *code,
-        Err(trap) => {
-            eprintln!("wasix-dl: {trap}");
-            TRAP_EXIT_CODE
-        }
+    let (code, trap) = match status {
+        Ok(code) => (code, None),
+        Err(trap) => (TRAP_EXIT_CODE, Some(format!("wasix-dl: {trap}\n"))),
     };
     // Flushes and closes the guest's files; the exit code is only recorded here.
     let exit_code =
         wasmer_wasix::wasmer_wasix_types::wasi::ExitCode::from(code.clamp(0, 255) as u16);
     func_env.on_exit(&mut store, Some(exit_code));
-    Ok(code)
+    drop((instance, func_env, dl_env, store));
+    let mut output = RunOutput {
+        status: code,
+        stdout: drain(captured.stdout),
+        stderr: drain(captured.stderr),
+    };
+    if let Some(trap) = trap {
+        match config.stderr {
+            Output::Capture => output.stderr.extend_from_slice(trap.as_bytes()),
+            _ => eprint!("{trap}"),
+        }
+    }
+    Ok(output)
 }
 
 /// Cranelift with the proposals the toolchain's modules use: threads (shared memory, atomics),
@@ -291,6 +426,7 @@ fn instantiate_main(
 /// What every thread of the program shares besides the link state.
 fn process_state(config: &RunConfig, guest_fs: &GuestFs, compiler: &Compiler) -> Arc<ProcessState> {
     Arc::new(ProcessState {
+        streams: config.streams(),
         fs: guest_fs.clone(),
         compiler: compiler.clone(),
         cwd: Mutex::new(guest_cwd(config)),

@@ -16,10 +16,21 @@ use crate::guest::{
     FILETYPE_UNKNOWN, RIGHTS_FD_SEEK, RIGHTS_FD_TELL,
 };
 use crate::open::DlState;
+use crate::run::Stream;
 
 /// wasmer-wasix's inode numbers of its stdin, stdout and stderr (fs/mod.rs `FS_STDIN_INO`...),
 /// in host descriptor order.
 const STDIO_INODES: std::ops::RangeInclusive<u64> = 10..=12;
+
+/// What the guest's standard stream `fd` (0-2) is, as a WASI file type, and whether it can
+/// seek: the host's descriptor of that number, or what the embedder gave instead.
+fn stream_truth(ctx: &FunctionEnvMut<DlState>, fd: i32) -> (u8, bool) {
+    match ctx.data().process.streams.get(fd as usize) {
+        Some(Stream::Null) => (FILETYPE_CHARACTER_DEVICE, true),
+        Some(Stream::Pipe) => (FILETYPE_UNKNOWN, false),
+        _ => host_truth(fd),
+    }
+}
 
 /// What the host's descriptor `host_fd` is, as a WASI file type, and whether it can seek.
 fn host_truth(host_fd: i32) -> (u8, bool) {
@@ -56,7 +67,7 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
             // wasmer-wasix answers for descriptors 0-2 by number, whatever they refer to now.
             if errno == 0 && (0..=2).contains(&fd) {
                 let (filetype, seekable) = match what_is(&mut ctx, &runtime_filestat, fd)? {
-                    Some(What::Stdio(host_fd)) => host_truth(host_fd),
+                    Some(What::Stdio(stream)) => stream_truth(&ctx, stream),
                     Some(What::Other(filetype)) => (filetype, filetype == FILETYPE_REGULAR_FILE),
                     None => return Ok(errno),
                 };
@@ -74,11 +85,8 @@ pub fn define(store: &mut impl AsStoreMut, env: &FunctionEnv<DlState>, imports: 
                     .filter(|ino| STDIO_INODES.contains(ino))
                     .map(|ino| (ino - STDIO_INODES.start()) as i32)
                 {
-                    write(
-                        &ctx,
-                        u64::from(buf) + FILESTAT_FILETYPE,
-                        &[host_truth(host_fd).0],
-                    );
+                    let filetype = stream_truth(&ctx, host_fd).0;
+                    write(&ctx, u64::from(buf) + FILESTAT_FILETYPE, &[filetype]);
                 }
             }
             Ok(errno)

@@ -5,7 +5,7 @@ use common::*;
 
 use std::sync::{Arc, Mutex};
 
-use wasix_dl::{MappedDir, Program, Runtime};
+use wasix_dl::{Input, MappedDir, Output, Program, Runtime};
 
 fn fixtures_dir() -> MappedDir {
     MappedDir::parse(&fixtures().display().to_string()).unwrap()
@@ -13,29 +13,35 @@ fn fixtures_dir() -> MappedDir {
 
 #[test]
 fn programs_run_concurrently_from_async_code_on_one_runtime() {
-    // A service's own tokio runtime: run_async must not block its executor (a blocked
-    // executor thread of a 2-thread runtime would serialise the eight runs, or hang them).
+    // A service's own tokio runtime, eight dynamically linked programs at once.
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let runtime = Runtime::on(tokio.handle().clone(), None);
-    let program = Program::new(fixture("dl_basic.wasm")).dir(fixtures_dir());
+    let program = Program::new(fixture("dl_basic.wasm"))
+        .dir(fixtures_dir())
+        .stdout(Output::Capture);
     let runs: Vec<_> = (0..8)
         .map(|_| {
             let (program, runtime) = (program.clone(), runtime.clone());
-            tokio.spawn(async move { program.run_async(&runtime).await })
+            tokio.spawn(async move { program.output_async(&runtime).await })
         })
         .collect();
     let deadline = std::time::Duration::from_secs(120);
     for run in runs {
-        let status = tokio
+        let out = tokio
             .block_on(async { tokio::time::timeout(deadline, run).await })
             .expect("a run did not end within two minutes")
             .unwrap()
             .unwrap();
-        assert_eq!(status, 0);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status, 0);
+        assert!(
+            stdout.starts_with("side_add(2, 3) = 47\nside_value = 42\n"),
+            "{stdout}"
+        );
     }
 }
 
@@ -80,4 +86,145 @@ fn a_program_run_again_on_its_runtime_reads_no_compiled_module_from_disk() {
             && again.contains("compiled earlier in this process"),
         "second run: {again}"
     );
+}
+
+#[test]
+fn concurrent_programs_output_is_captured_each_its_own() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let runtime = Runtime::on(tokio.handle().clone(), None);
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            let program = Program::new(fixture("hello.wasm"))
+                .arg(format!("run{i}"))
+                .env("GREETING", format!("from {i}"))
+                .stdout(Output::Capture)
+                .stderr(Output::Capture);
+            let runtime = runtime.clone();
+            tokio.spawn(async move { program.output_async(&runtime).await })
+        })
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = tokio.block_on(run).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("hello run{i}\nGREETING=from {i}\n")
+        );
+        assert_eq!((out.status, out.stderr.len()), (0, 0));
+    }
+}
+
+#[test]
+fn a_trap_is_reported_in_the_captured_standard_error() {
+    let runtime = Runtime::new().unwrap();
+    let out = Program::new(fixture("trap.wasm"))
+        .stdout(Output::Capture)
+        .stderr(Output::Capture)
+        .output_on(&runtime)
+        .unwrap();
+    assert_eq!(out.status, wasix_dl::TRAP_EXIT_CODE);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before the trap\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("wasix-dl: ") && stderr.contains("crash"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn captured_and_null_streams_are_a_pipe_and_a_device_not_the_host_s() {
+    // Under the test harness the host's streams are pipes: a null stderr must read as
+    // /dev/null does (a character device that is not a terminal), not as the host's pipe.
+    let dir = scratch("embed_isatty");
+    std::fs::copy(fixture("isatty.wasm"), dir.join("isatty.wasm")).unwrap();
+    let out = Program::new(dir.join("isatty.wasm"))
+        .dir(MappedDir::parse(&dir.display().to_string()).unwrap())
+        .stdin(Input::Bytes(Vec::new()))
+        .stdout(Output::Capture)
+        .stderr(Output::Null)
+        .output_on(&Runtime::new().unwrap())
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(
+            "fd 0: isatty 0\nfd 1: isatty 0, other\nfd 2: isatty 0, character device\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn programs_run_on_blocking_threads_not_on_the_executor() {
+    // One executor thread; each guest waits until a file appears, which an async task on
+    // that thread creates when told to, once the guests run. Were a run to occupy the
+    // executor, the task could not run: a watchdog thread then creates the file after a
+    // minute (so that everything ends) and the test fails.
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Runtime::on(tokio.handle().clone(), None);
+    let dir = scratch("embed_wait");
+    let go = dir.join("go");
+    let _ = std::fs::remove_file(&go);
+    let wat = wait_for_file(&go.display().to_string());
+    let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap();
+    std::fs::write(dir.join("wait.wasm"), &wasm).unwrap();
+    let program = Program::new(dir.join("wait.wasm"))
+        .dir(MappedDir::parse(&dir.display().to_string()).unwrap());
+
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let (program, runtime) = (program.clone(), runtime.clone());
+            tokio.spawn(async move { program.run_async(&runtime).await })
+        })
+        .collect();
+    let (tell, told) = tokio::sync::oneshot::channel::<()>();
+    let by_task = go.clone();
+    tokio.spawn(async move {
+        if told.await.is_ok() {
+            std::fs::write(&by_task, b"task").unwrap();
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    tell.send(()).unwrap();
+    let by_watchdog = go.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        if !by_watchdog.exists() {
+            std::fs::write(&by_watchdog, b"watchdog").unwrap();
+        }
+    });
+    for run in runs {
+        assert_eq!(tokio.block_on(run).unwrap().unwrap(), 0);
+    }
+    assert_eq!(
+        std::fs::read(&go).unwrap(),
+        b"task",
+        "the executor was blocked"
+    );
+}
+
+/// A WASI command that checks every 10 ms whether `path` exists and exits 0 once it does.
+fn wait_for_file(path: &str) -> String {
+    format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "path_filestat_get"
+            (func $stat (param i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "poll_oneoff"
+            (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 1024) "{path}")
+          (func (export "_start")
+            ;; a clock subscription at 256: tag 0 at +8, 10 ms at +24
+            (i64.store (i32.const 280) (i64.const 10000000))
+            (block $found
+              (loop $again
+                ;; fd 3 is the guest's root, "/"; the path without its leading "/"
+                (br_if $found (i32.eqz (call $stat (i32.const 3) (i32.const 0)
+                  (i32.const 1025) (i32.const {len}) (i32.const 512))))
+                (drop (call $poll (i32.const 256) (i32.const 600) (i32.const 1) (i32.const 700)))
+                (br $again)))))"#,
+        len = path.len() - 1
+    )
 }
