@@ -45,19 +45,10 @@ pub struct Compiler {
 }
 
 impl Compiler {
-    /// The cache lives in `$WASIX_DL_CACHE/modules` (default `~/.cache/wasix-dl/modules`);
-    /// `WASIX_DL_NO_CACHE=1` turns it off. It holds at most `$WASIX_DL_CACHE_MAX_BYTES`
-    /// (default 1 GiB): storing an artifact removes the least recently used ones beyond that.
-    pub fn new(engine: Engine) -> Self {
-        let disabled = std::env::var_os("WASIX_DL_NO_CACHE").is_some_and(|v| v != "0");
-        let base = std::env::var_os("WASIX_DL_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wasix-dl")));
-        let dir = if disabled {
-            None
-        } else {
-            base.map(|b| b.join("modules"))
-        };
+    /// A compiler whose cache of compiled artifacts is `dir` (`None`: no disk cache; see
+    /// [`default_dir`]). It holds at most `$WASIX_DL_CACHE_MAX_BYTES` (default 1 GiB): storing
+    /// an artifact removes the least recently used ones beyond that.
+    pub fn with_dir(engine: Engine, dir: Option<PathBuf>) -> Self {
         let max_bytes = std::env::var("WASIX_DL_CACHE_MAX_BYTES")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -160,6 +151,18 @@ impl Compiler {
     }
 }
 
+/// `$WASIX_DL_CACHE/modules` (default `~/.cache/wasix-dl/modules`), `None` with
+/// `WASIX_DL_NO_CACHE=1`.
+pub fn default_dir() -> Option<PathBuf> {
+    if std::env::var_os("WASIX_DL_NO_CACHE").is_some_and(|v| v != "0") {
+        return None;
+    }
+    let base = std::env::var_os("WASIX_DL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wasix-dl")));
+    base.map(|b| b.join("modules"))
+}
+
 /// Writes the artifact atomically (temporary file, then rename). Failing to cache is not an
 /// error: the next run compiles again.
 fn store(module: &Module, path: &Path) {
@@ -253,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_key_covers_the_wasmer_version_the_target_and_the_engine() {
-        let mut compiler = Compiler::new(crate::run::new_engine());
+        let mut compiler = Compiler::with_dir(crate::run::new_engine(), None);
         assert!(
             compiler.identity.contains(env!("WASIX_DL_WASMER_VERSION"))
                 && compiler.identity.contains("cranelift")

@@ -110,7 +110,7 @@ pub use error::Error;
 pub use fs::MappedDir;
 pub use layout::DEFAULT_STACK_SIZE;
 pub use run::{Input, Output, RunOutput, TRAP_EXIT_CODE};
-pub use runtime::Runtime;
+pub use runtime::{Runtime, RuntimeBuilder};
 
 /// A program to run: the main module, its arguments, environment and mapped directories.
 #[derive(Debug, Clone)]

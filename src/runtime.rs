@@ -50,17 +50,10 @@ impl Drop for Inner {
 
 impl Runtime {
     /// A runtime with its own engine (Cranelift, with the WebAssembly proposals the toolchain's
-    /// modules use: threads, bulk memory, exceptions) and its own multi-threaded tokio runtime.
+    /// modules use: threads, bulk memory, exceptions), its own multi-threaded tokio runtime
+    /// and the default module cache (see [`RuntimeBuilder::cache_dir`]).
     pub fn new() -> Result<Runtime, Error> {
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Wasi(format!("cannot start the async runtime: {e}")))?;
-        Ok(Runtime::build(
-            crate::run::new_engine(),
-            tokio.handle().clone(),
-            Some(tokio),
-        ))
+        Runtime::builder().build()
     }
 
     /// A runtime on the embedder's tokio runtime (`handle`: wasmer-wasix's tasks run there,
@@ -75,22 +68,29 @@ impl Runtime {
     /// # drop(runtime);
     /// ```
     pub fn on(handle: tokio::runtime::Handle, engine: Option<Engine>) -> Runtime {
-        let engine = engine.unwrap_or_else(crate::run::new_engine);
-        Runtime::build(engine, handle, None)
+        let builder = Runtime::builder().tokio(handle);
+        let builder = match engine {
+            Some(engine) => builder.engine(engine),
+            None => builder,
+        };
+        builder
+            .build()
+            .expect("a runtime on a given tokio runtime starts nothing")
     }
 
-    fn build(
-        engine: Engine,
-        tokio: tokio::runtime::Handle,
-        owned: Option<tokio::runtime::Runtime>,
-    ) -> Runtime {
-        Runtime {
-            inner: Arc::new(Inner {
-                compiler: Compiler::new(engine.clone()),
-                engine,
-                tokio,
-                owned,
-            }),
+    /// A runtime made to measure.
+    ///
+    /// ```
+    /// use wasix_dl::Runtime;
+    ///
+    /// let runtime = Runtime::builder().cache_dir(None).build().unwrap(); // compiles in memory only
+    /// # drop(runtime);
+    /// ```
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            engine: None,
+            tokio: None,
+            cache_dir: crate::cache::default_dir(),
         }
     }
 
@@ -106,5 +106,57 @@ impl Runtime {
 
     pub(crate) fn tokio(&self) -> &tokio::runtime::Handle {
         &self.inner.tokio
+    }
+}
+
+/// Builds a [`Runtime`]: each part the embedder does not give is made as [`Runtime::new`]
+/// makes it.
+pub struct RuntimeBuilder {
+    engine: Option<Engine>,
+    tokio: Option<tokio::runtime::Handle>,
+    cache_dir: Option<std::path::PathBuf>,
+}
+
+impl RuntimeBuilder {
+    /// The engine to compile for (it must have the proposals of [`Runtime::new`]'s).
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// The embedder's tokio runtime, instead of one of the runtime's own.
+    pub fn tokio(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.tokio = Some(handle);
+        self
+    }
+
+    /// Where compiled modules are kept on disk (`None`: in memory only). Default:
+    /// `$WASIX_DL_CACHE/modules`, `~/.cache/wasix-dl/modules` without it, none with
+    /// `WASIX_DL_NO_CACHE=1`.
+    pub fn cache_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    pub fn build(self) -> Result<Runtime, Error> {
+        let (tokio, owned) = match self.tokio {
+            Some(handle) => (handle, None),
+            None => {
+                let tokio = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Wasi(format!("cannot start the async runtime: {e}")))?;
+                (tokio.handle().clone(), Some(tokio))
+            }
+        };
+        let engine = self.engine.unwrap_or_else(crate::run::new_engine);
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                compiler: Compiler::with_dir(engine.clone(), self.cache_dir),
+                engine,
+                tokio,
+                owned,
+            }),
+        })
     }
 }

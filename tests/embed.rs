@@ -71,9 +71,21 @@ fn library_events(f: impl FnOnce()) -> String {
 
 #[test]
 fn a_program_run_again_on_its_runtime_reads_no_compiled_module_from_disk() {
-    // Another process fills the disk cache: the first run in this one loads from it.
-    run_in(fixtures(), &["--dir", ".", "uses_side.wasm"], b"");
-    let runtime = Runtime::new().unwrap();
+    // Another process fills a disk cache of this test's own: the first run in this one
+    // loads from it.
+    let cache = scratch("embed_cache");
+    let mut cmd = wasix_dl();
+    cmd.args(["run", "--dir", ".", "uses_side.wasm"])
+        .current_dir(fixtures())
+        .env("WASIX_DL_CACHE", &cache)
+        .env_remove("WASIX_DL_NO_CACHE");
+    assert!(output_within(cmd, b"", std::time::Duration::from_secs(120))
+        .status
+        .success());
+    let runtime = Runtime::builder()
+        .cache_dir(Some(cache.join("modules")))
+        .build()
+        .unwrap();
     let program = Program::new(fixture("uses_side.wasm")).dir(fixtures_dir());
     let first = library_events(|| assert_eq!(program.run_on(&runtime).unwrap(), 0));
     let again = library_events(|| assert_eq!(program.run_on(&runtime).unwrap(), 0));
