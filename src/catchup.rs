@@ -78,6 +78,9 @@ pub fn at_check(mut ctx: FunctionEnvMut<DlState>) -> Result<(), RuntimeError> {
 }
 
 fn catch_up_at(ctx: &mut FunctionEnvMut<DlState>, point: Point) -> Result<(), Error> {
+    if let Some(reason) = ctx.data().process.interrupt.reason() {
+        return Err(reason.error());
+    }
     let Some(loaded) = ctx.data().loaded.as_ref() else {
         return Ok(()); // still starting: the thread catches up before it enters wasm
     };

@@ -50,6 +50,10 @@ pub enum Error {
     Dir { spec: String, reason: String },
     #[error("WASI environment: {0}")]
     Wasi(String),
+    #[error("the program ran past its deadline ({after:?}) and was ended")]
+    DeadlineExceeded { after: std::time::Duration },
+    #[error("the program was cancelled and ended")]
+    Cancelled,
     /// A thread running wasm did not apply a change within the sync timeout.
     #[error(
         "thread {tid} did not catch up within {waited:?}: it runs wasm without host calls and \

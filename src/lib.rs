@@ -84,6 +84,7 @@ mod hostfs;
 mod init;
 mod inodes;
 mod layout;
+mod limits;
 mod linker;
 mod load;
 mod open;
@@ -135,6 +136,8 @@ impl Program {
                 stdin: Input::Inherit,
                 stdout: Output::Inherit,
                 stderr: Output::Inherit,
+                deadline: None,
+                memory_limit: None,
             },
         }
     }
@@ -222,6 +225,23 @@ impl Program {
         self
     }
 
+    /// Ends the run after `after` of wall-clock time: every thread of the guest stops (one
+    /// blocked in a WASI call at once, one running wasm at its next epoch check), and the
+    /// run returns [`Error::DeadlineExceeded`]. (A plain WASI module, which has no epoch
+    /// checks, stops at its next WASI call.)
+    pub fn deadline(mut self, after: std::time::Duration) -> Self {
+        self.config.deadline = Some(after);
+        self
+    }
+
+    /// The most memory the program may have, in bytes (rounded down to 64 KiB pages): past
+    /// it, growing memory fails, as allocating does natively under a memory limit. (Not for a
+    /// plain WASI module that defines its own memory.)
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.config.memory_limit = Some(bytes);
+        self
+    }
+
     /// Runs the program to its end on a runtime of its own. Returns the guest's exit status,
     /// or [`TRAP_EXIT_CODE`] after reporting a trap on stderr. Errors are failures to load.
     /// Blocks: from async code, use [`Program::run_async`].
@@ -263,7 +283,7 @@ impl Program {
     /// assert_eq!((out.status, out.stdout.as_slice()), (0, &b"hello"[..]));
     /// ```
     pub fn output_on(&self, runtime: &Runtime) -> Result<RunOutput, Error> {
-        run::run(runtime, &self.config)
+        run::run(runtime, &self.config, Default::default())
     }
 
     /// [`Program::run_on`] from async code: the program runs on a blocking thread of the
@@ -296,14 +316,28 @@ impl Program {
         Ok(self.output_async(runtime).await?.status)
     }
 
-    /// [`Program::output_on`] from async code, as [`Program::run_async`].
+    /// [`Program::output_on`] from async code, as [`Program::run_async`]. Dropping the
+    /// future before it is ready cancels the run: the guest is stopped as at a
+    /// [`Program::deadline`].
     pub async fn output_async(&self, runtime: &Runtime) -> Result<RunOutput, Error> {
+        /// Cancels the run when the future is dropped before its end.
+        struct CancelOnDrop(Option<std::sync::Arc<limits::Interrupt>>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                if let Some(interrupt) = self.0.take() {
+                    interrupt.cancel();
+                }
+            }
+        }
+        let interrupt = std::sync::Arc::new(limits::Interrupt::default());
+        let mut guard = CancelOnDrop(Some(interrupt.clone()));
         let (shared, config) = (runtime.clone(), self.config.clone());
         let task = runtime
             .tokio()
-            .spawn_blocking(move || run::run(&shared, &config));
-        task.await
-            .map_err(|e| Error::Wasi(format!("the program's run ended abnormally: {e}")))?
+            .spawn_blocking(move || run::run(&shared, &config, interrupt));
+        let ended = task.await;
+        guard.0 = None;
+        ended.map_err(|e| Error::Wasi(format!("the program's run ended abnormally: {e}")))?
     }
 
     /// The libraries the program loads at start-up and where they are found, one per line

@@ -73,6 +73,12 @@ pub fn handle_of(id: ModuleId) -> u32 {
     id as u32 + 1
 }
 
+/// The main thread's stack size and the most 64 KiB pages the memory may grow to.
+pub struct MemorySizes {
+    pub stack_size: u32,
+    pub max_pages: u32,
+}
+
 /// Where start-up looks for libraries.
 pub struct SearchEnv<'a> {
     pub fs: &'a GuestFs,
@@ -495,7 +501,7 @@ pub fn start<S: AsStoreMut>(
     main: LoadedModule,
     main_bytes: &[u8],
     search: &SearchEnv,
-    stack_size: u32,
+    sizes: MemorySizes,
     thread: impl FnOnce(&mut S, &Memory) -> Result<ThreadImports, Error>,
 ) -> Result<(Linker, InstanceGroup, Imports), Error> {
     let mut modules = vec![main];
@@ -510,6 +516,10 @@ pub fn start<S: AsStoreMut>(
     )?;
     let described: Vec<(&str, &crate::dylink::DylinkInfo)> =
         modules.iter().map(|m| (m.name.as_str(), &m.info)).collect();
+    let MemorySizes {
+        stack_size,
+        max_pages,
+    } = sizes;
     let layout = layout::startup_layout(&described, stack_size)?;
 
     // At least what each module declares, so every module's own minimum is satisfied.
@@ -528,9 +538,19 @@ pub fn start<S: AsStoreMut>(
                 "a module asks for a memory of at least {pages} pages (4 GiB is 65536)"
             ),
         })?;
+    if pages > max_pages {
+        return Err(Error::Layout {
+            module: modules[0].name.clone(),
+            reason: format!(
+                "the program needs {} MiB of memory at start, more than its limit of {} MiB",
+                u64::from(pages) * 64 / 1024,
+                u64::from(max_pages) * 64 / 1024
+            ),
+        });
+    }
     let memory = Memory::new(
         store,
-        MemoryType::new(Pages(pages), Some(Pages(65536)), true),
+        MemoryType::new(Pages(pages), Some(Pages(max_pages)), true),
     )
     .map_err(|e| Error::Layout {
         module: modules[0].name.clone(),

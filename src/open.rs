@@ -72,6 +72,8 @@ pub struct ProcessState {
     pub wrappers: std::sync::OnceLock<wasmer::Module>,
     /// Every running thread, for the sync protocol.
     pub threads: Threads,
+    /// The run's interruption (deadline, cancellation: see [`crate::limits`]).
+    pub interrupt: Arc<crate::limits::Interrupt>,
     /// What the guest's standard streams are (the host's, or not).
     pub streams: [crate::run::Stream; 3],
     /// What wasmer-wasix's inode numbers stand for (see [`crate::inodes`]).

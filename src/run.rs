@@ -26,6 +26,7 @@ use crate::hostfs;
 use crate::init::{self, ToInit};
 use crate::inodes;
 use crate::layout::TABLE_CAPACITY;
+use crate::limits::{self, Interrupt};
 use crate::linker::{self, Linker, SearchEnv};
 use crate::load::{GuestFs, LoadedModule};
 use crate::open::{self, DlState, Loaded, ProcessState};
@@ -61,6 +62,10 @@ pub struct RunConfig {
     pub stdin: Input,
     pub stdout: Output,
     pub stderr: Output,
+    /// Wall-clock time after which the run is ended (see [`crate::limits`]).
+    pub deadline: Option<std::time::Duration>,
+    /// Most bytes the program's memory may grow to.
+    pub memory_limit: Option<u64>,
 }
 
 /// Where the guest's standard input comes from.
@@ -109,6 +114,12 @@ pub enum Stream {
 }
 
 impl RunConfig {
+    /// The most 64 KiB pages the program's memory may have.
+    fn max_pages(&self) -> u32 {
+        let pages = self.memory_limit.map_or(65536, |bytes| bytes / 65536);
+        pages.clamp(1, 65536) as u32
+    }
+
     /// What each standard stream of the guest is.
     pub fn streams(&self) -> [Stream; 3] {
         let input = match self.stdin {
@@ -187,7 +198,11 @@ fn drain(pipe: Option<virtual_fs::Pipe>) -> Vec<u8> {
 
 /// Runs the program to its end and returns its exit status. Errors are problems of loading;
 /// a guest that traps is reported on stderr and yields [`TRAP_EXIT_CODE`].
-pub fn run(runtime: &Runtime, config: &RunConfig) -> Result<RunOutput, Error> {
+pub fn run(
+    runtime: &Runtime,
+    config: &RunConfig,
+    interrupt: Arc<Interrupt>,
+) -> Result<RunOutput, Error> {
     let name = config.module.display().to_string();
     let bytes = std::fs::read(&config.module).map_err(|source| Error::Read {
         path: config.module.clone(),
@@ -220,19 +235,28 @@ pub fn run(runtime: &Runtime, config: &RunConfig) -> Result<RunOutput, Error> {
     };
     let mut builder = wasi_builder(config, &engine, &guest_fs)?;
     let captured = set_streams(config, &mut builder);
+    let watcher = limits::watch(tokio, interrupt.clone(), config.deadline);
+    let process = process_state(config, &guest_fs, &compiler, interrupt.clone());
 
-    let (instance, func_env, dl_env) = match dylink {
-        None => instantiate_plain(
-            config, &name, &bytes, builder, &guest_fs, &compiler, &mut store,
-        )?,
+    let instantiated = match dylink {
+        None => instantiate_plain(config, &name, &bytes, builder, process, &mut store),
         Some(info) => {
             // Compiled by the linker once it knows main's final form.
             let main = LoadedModule::new(name.clone(), guest_path(config), &bytes, info, None)?;
-            instantiate_main(
-                config, main, &bytes, builder, &guest_fs, &compiler, &mut store,
-            )?
+            instantiate_main(config, main, &bytes, builder, process, &mut store)
         }
     };
+    let (instance, func_env, dl_env) = match instantiated {
+        Ok(parts) => parts,
+        Err(e) => {
+            watcher.abort();
+            return Err(e);
+        }
+    };
+    let words = dl_env
+        .as_ref()
+        .and_then(|env| env.as_ref(&store).process.threads.words().cloned());
+    interrupt.arm(func_env.data(&store).process.clone(), words);
 
     let main_thread = dl_env.as_ref().and_then(|env| {
         let state = env.as_ref(&store);
@@ -258,6 +282,10 @@ pub fn run(runtime: &Runtime, config: &RunConfig) -> Result<RunOutput, Error> {
         wasmer_wasix::wasmer_wasix_types::wasi::ExitCode::from(code.clamp(0, 255) as u16);
     func_env.on_exit(&mut store, Some(exit_code));
     drop((instance, func_env, dl_env, store));
+    watcher.abort();
+    if let Some(reason) = interrupt.reason() {
+        return Err(reason.error());
+    }
     let mut output = RunOutput {
         status: code,
         stdout: drain(captured.stdout),
@@ -331,8 +359,7 @@ fn instantiate_main(
     main: LoadedModule,
     main_bytes: &[u8],
     builder: WasiEnvBuilder,
-    guest_fs: &GuestFs,
-    compiler: &Compiler,
+    process: Arc<ProcessState>,
     store: &mut Store,
 ) -> Result<(Instance, WasiFunctionEnv, Option<FunctionEnv<DlState>>), Error> {
     let name = main.name.clone();
@@ -340,7 +367,7 @@ fn instantiate_main(
         .finalize(store)
         .map_err(|e| Error::Wasi(e.to_string()))?;
     let cwd = guest_cwd(config);
-    let process = process_state(config, guest_fs, compiler);
+    let (guest_fs, compiler) = (&process.fs.clone(), &process.compiler.clone());
     let dl_env = FunctionEnv::new(store, DlState::new(process.clone(), &func_env));
     let tid = func_env.data(store).thread.tid().raw();
     let ld_library_path = ld_library_path(config);
@@ -357,7 +384,10 @@ fn instantiate_main(
         main,
         main_bytes,
         &search,
-        config.stack_size,
+        linker::MemorySizes {
+            stack_size: config.stack_size,
+            max_pages: config.max_pages(),
+        },
         |store, memory| {
             process
                 .threads
@@ -424,8 +454,14 @@ fn instantiate_main(
 }
 
 /// What every thread of the program shares besides the link state.
-fn process_state(config: &RunConfig, guest_fs: &GuestFs, compiler: &Compiler) -> Arc<ProcessState> {
+fn process_state(
+    config: &RunConfig,
+    guest_fs: &GuestFs,
+    compiler: &Compiler,
+    interrupt: Arc<Interrupt>,
+) -> Arc<ProcessState> {
     Arc::new(ProcessState {
+        interrupt,
         streams: config.streams(),
         fs: guest_fs.clone(),
         compiler: compiler.clone(),
@@ -448,22 +484,18 @@ fn instantiate_plain(
     name: &str,
     bytes: &[u8],
     builder: WasiEnvBuilder,
-    guest_fs: &GuestFs,
-    compiler: &Compiler,
+    process: Arc<ProcessState>,
     store: &mut Store,
 ) -> Result<(Instance, WasiFunctionEnv, Option<FunctionEnv<DlState>>), Error> {
     let fail = |reason: String| Error::Instantiate {
         module: name.to_string(),
         reason,
     };
-    let module = compiler.compile(name, bytes)?;
+    let module = process.compiler.compile(name, bytes)?;
     let mut func_env = builder
         .finalize(store)
         .map_err(|e| Error::Wasi(e.to_string()))?;
-    let dl_env = FunctionEnv::new(
-        store,
-        DlState::new(process_state(config, guest_fs, compiler), &func_env),
-    );
+    let dl_env = FunctionEnv::new(store, DlState::new(process, &func_env));
     let mut imports = func_env
         .import_object_for_all_wasi_versions(store, &module)
         .map_err(|e| fail(e.to_string()))?;
@@ -473,6 +505,10 @@ fn instantiate_plain(
     });
     let imported_memory = match imported_memory {
         Some((ns, field, ty)) => {
+            let max = ty
+                .maximum
+                .map_or(config.max_pages(), |m| m.0.min(config.max_pages()));
+            let ty = wasmer::MemoryType::new(ty.minimum, Some(wasmer::Pages(max)), ty.shared);
             let memory = wasmer::Memory::new(store, ty).map_err(|e| fail(e.to_string()))?;
             imports.define(&ns, &field, memory.clone());
             Some(memory)

@@ -148,6 +148,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct RuntimeWords {
     base: *const AtomicU32,
+    /// Set when the run is interrupted (see [`crate::limits`]): the epoch then stays at a
+    /// value no thread has seen, so every thread's next check asks to catch up, and refuses.
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
     /// Keeps the mapping alive as long as this (threads outlive the main thread's Store).
     _memory: Arc<wasmer::SharedMemory>,
 }
@@ -165,6 +168,7 @@ impl RuntimeWords {
             .ok_or_else(|| Error::Wasi("the program's memory is not shared".into()))?;
         Ok(RuntimeWords {
             base: memory.view(store).data_ptr() as *const AtomicU32,
+            interrupted: Default::default(),
             _memory: Arc::new(shared),
         })
     }
@@ -177,8 +181,18 @@ impl RuntimeWords {
 
     /// Publishes the log's length (see the module documentation for the ordering).
     pub fn publish_epoch(&self, log_len: usize) {
-        self.word(EPOCH_ADDRESS)
-            .store(log_len as u32, Ordering::SeqCst);
+        let epoch = match self.interrupted.load(Ordering::SeqCst) {
+            true => u32::MAX,
+            false => log_len as u32,
+        };
+        self.word(EPOCH_ADDRESS).store(epoch, Ordering::SeqCst);
+    }
+
+    /// Makes every thread running wasm stop at its next epoch check (see
+    /// [`crate::limits`]).
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.word(EPOCH_ADDRESS).store(u32::MAX, Ordering::SeqCst);
     }
 
     fn state(&self, slot: u32) -> &AtomicU32 {
@@ -251,6 +265,11 @@ impl Threads {
     /// Whether the host-call wrappers must fence their state store themselves.
     pub fn wrappers_fence(&self) -> bool {
         self.membarrier.is_none()
+    }
+
+    /// The protocol's words, once the memory exists.
+    pub fn words(&self) -> Option<&RuntimeWords> {
+        self.words.get()
     }
 
     /// Sets where the protocol's words are, once the memory exists.

@@ -86,7 +86,9 @@ fn a_program_run_again_on_its_runtime_reads_no_compiled_module_from_disk() {
         .cache_dir(Some(cache.join("modules")))
         .build()
         .unwrap();
-    let program = Program::new(fixture("uses_side.wasm")).dir(fixtures_dir());
+    let program = Program::new(fixture("uses_side.wasm"))
+        .dir(fixtures_dir())
+        .stdout(Output::Capture);
     let first = library_events(|| assert_eq!(program.run_on(&runtime).unwrap(), 0));
     let again = library_events(|| assert_eq!(program.run_on(&runtime).unwrap(), 0));
     assert!(
@@ -239,4 +241,73 @@ fn wait_for_file(path: &str) -> String {
                 (br $again)))))"#,
         len = path.len() - 1
     )
+}
+
+#[test]
+fn a_deadline_ends_a_program_that_computes_or_sleeps_for_ever() {
+    let runtime = Runtime::new().unwrap();
+    for mode in ["spin", "sleep"] {
+        let result = Program::new(fixture("limits.wasm"))
+            .arg(mode)
+            .deadline(std::time::Duration::from_millis(300))
+            .output_on(&runtime);
+        assert!(
+            matches!(result, Err(wasix_dl::Error::DeadlineExceeded { .. })),
+            "{mode}: {result:?}"
+        );
+    }
+    // The runtime is still usable.
+    let out = Program::new(fixture("hello.wasm"))
+        .stdout(Output::Capture)
+        .output_on(&runtime)
+        .unwrap();
+    assert_eq!(out.stdout, b"hello\n");
+}
+
+#[test]
+fn dropping_the_future_of_a_run_cancels_it() {
+    // The guest appends to a file every 10 ms; once its run's future is dropped, the file
+    // must stop growing.
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let runtime = Runtime::on(tokio.handle().clone(), None);
+    let dir = scratch("embed_cancel");
+    let ticks = dir.join("ticks");
+    let _ = std::fs::remove_file(&ticks);
+    let program = Program::new(fixture("limits.wasm"))
+        .args(["tick", &ticks.display().to_string()])
+        .dir(MappedDir::parse(&dir.display().to_string()).unwrap());
+    tokio.block_on(async {
+        let run = program.output_async(&runtime);
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(500), run).await;
+        assert!(timed_out.is_err(), "a program that ticks for ever ended");
+    });
+    let size = || std::fs::metadata(&ticks).map(|m| m.len()).unwrap_or(0);
+    assert!(size() > 0, "the program never ticked");
+    std::thread::sleep(std::time::Duration::from_millis(300)); // it stops at its next call
+    let stopped = size();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        size(),
+        stopped,
+        "the program still runs after its future was dropped"
+    );
+}
+
+#[test]
+fn a_memory_limit_bounds_what_the_program_can_allocate() {
+    let out = Program::new(fixture("limits.wasm"))
+        .arg("alloc")
+        .memory_limit(64 << 20)
+        .stdout(Output::Capture)
+        .stderr(Output::Capture)
+        .output_on(&Runtime::new().unwrap())
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mib: u32 = stdout
+        .trim()
+        .strip_prefix("allocated ")
+        .and_then(|s| s.strip_suffix(" MiB"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(out.status == 0 && (40..64).contains(&mib), "{stdout}");
 }
