@@ -48,7 +48,10 @@
 //!
 //! # Embedding
 //!
-//! [`Program`] is the one entry point: describe the run, then [`Program::run`] it.
+//! [`Program`] describes a run: its module, arguments, environment, directories, standard
+//! streams ([`Input`], [`Output`]) and limits. [`Program::run`] runs it on a runtime of its
+//! own; a service makes one [`Runtime`] and runs every program on it, from async code with
+//! [`Program::output_async`], which returns a [`RunOutput`].
 //!
 //! ```
 //! use wasix_dl::Program;
