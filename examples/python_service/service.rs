@@ -1,21 +1,5 @@
-//! An HTTP service that runs a Python snippet per request under the project's WASIX CPython
-//! (with its C extension modules as shared libraries), every run on one shared
-//! `wasix_dl::Runtime`, each with a deadline and a memory limit.
-//!
-//! ```sh
-//! cargo run --release --example python_service -- [PORT]
-//! ```
-//! then open `http://127.0.0.1:PORT/` (default 8000), or
-//! `curl --data-binary 'print(2 + 2)' http://127.0.0.1:8000/run`.
-//!
-//! `POST /run` takes the snippet as the body (UTF-8) and answers JSON:
-//! `{"status": 0, "stdout": "4\n", "stderr": "", "error": null}`; `error` says why a run was
-//! ended (its deadline, a failure to load) and then `status` is null. Optional query
-//! parameters: `deadline_ms` (default 5000, at most 60000) and `memory_mb` (default 256, at
-//! most 2048). At most 4 snippets run at once; more wait their turn.
-//!
-//! The CPython install is `$WASIX_PYTHON_PREFIX`, else what `python-demo/build-python.sh
-//! --check` prints (run `python-demo/run-python -c pass` once to build it).
+//! The service itself (its routes, handlers and page), shared by the example's `main.rs` and
+//! `benches/service.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+
 use serde::{Deserialize, Serialize};
 use wasix_dl::{MappedDir, Output, Program, Runtime};
 
@@ -133,7 +118,7 @@ document.getElementById("run").onclick = async () => {
 "#;
 
 /// The CPython install: `$WASIX_PYTHON_PREFIX`, else what build-python.sh --check prints.
-fn cpython_prefix() -> Result<PathBuf, String> {
+pub fn cpython_prefix() -> Result<PathBuf, String> {
     if let Some(prefix) = std::env::var_os("WASIX_PYTHON_PREFIX") {
         return Ok(PathBuf::from(prefix));
     }
@@ -151,24 +136,15 @@ fn cpython_prefix() -> Result<PathBuf, String> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = match std::env::args().nth(1) {
-        Some(port) => port.parse().map_err(|_| format!("not a port: {port}"))?,
-        None => 8000,
-    };
-    let prefix = cpython_prefix()?;
+/// The service's routes, running snippets on `runtime` under the CPython at `prefix`.
+pub fn app(runtime: Runtime, prefix: PathBuf) -> Router {
     let service = Arc::new(Service {
-        runtime: Runtime::on(tokio::runtime::Handle::current(), None),
+        runtime,
         prefix,
         runs: tokio::sync::Semaphore::new(CONCURRENT_RUNS),
     });
-    let app = Router::new()
+    Router::new()
         .route("/", get(page))
         .route("/run", post(run))
-        .with_state(service);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    println!("listening on http://{}/", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+        .with_state(service)
 }
