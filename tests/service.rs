@@ -1,6 +1,9 @@
-//! The example Python service (`examples/python_service.rs`), end to end: started on
+//! The example Python service (`examples/python_service`), end to end: started on
 //! 127.0.0.1, then concurrent requests — one importing C extension modules, one looping for
-//! ever (its deadline), one exhausting memory (its limit), malformed ones — and its page.
+//! ever (its deadline), one exhausting memory (its limit), malformed ones — and its page,
+//! served and driven in headless Chromium.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -140,5 +143,36 @@ fn the_service_serves_its_page() {
     assert!(
         code == 200 && page.contains("<textarea") && page.contains("fetch(\"/run\""),
         "{page}"
+    );
+}
+
+#[test]
+fn the_page_in_headless_chromium_runs_a_snippet_and_shows_its_output() {
+    // The page's `?code=...&run` fills the text area and presses Run; Chromium prints the
+    // page as its scripts left it.
+    let server = start();
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+        .expect("no chromium: toolchain/setup.sh installs Debian's (apt-get install chromium)");
+    let url = format!(
+        "http://{}/?code=import%20math%3B%20print(math.factorial(20))&run",
+        server.address
+    );
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--virtual-time-budget=60000",
+        "--dump-dom",
+        &url,
+    ]);
+    let out = common::output_within(cmd, b"", std::time::Duration::from_secs(120));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("<pre id=\"output\">2432902008176640000\n</pre>")
+            && dom.contains("<span id=\"state\">exit status 0</span>"),
+        "{dom}"
     );
 }

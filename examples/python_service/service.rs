@@ -89,7 +89,8 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-/// The page: a text area, a button, and what the snippet printed.
+/// The page: a text area, a button, and what the snippet printed. `?code=SNIPPET` fills the
+/// text area and `&run` runs it when the page opens (a link to a result).
 const PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Python on wasix-dl</title>
@@ -103,6 +104,8 @@ print(json.dumps({"pi": math.pi}))</textarea>
 <p><button id="run">Run</button> <span id="state"></span></p>
 <pre id="output"></pre>
 <script>
+const params = new URLSearchParams(location.search);
+if (params.has("code")) document.getElementById("code").value = params.get("code");
 document.getElementById("run").onclick = async () => {
   const state = document.getElementById("state"), output = document.getElementById("output");
   state.textContent = "running...";
@@ -112,6 +115,8 @@ document.getElementById("run").onclick = async () => {
   output.textContent = ran.error ? ran.error : ran.stdout + ran.stderr;
   state.textContent = ran.error ? "ended" : "exit status " + ran.status;
 };
+// ?code=...&run: a link that runs its snippet when opened.
+if (params.has("run")) document.getElementById("run").click();
 </script>
 </body>
 </html>
