@@ -36,8 +36,10 @@
 //!    (`sync::Threads`), each thread's prepared TLS blocks (`ThreadSync::prepared_tls`), the
 //!    state of the membarrier registration (`sync::membarrier::Barrier`), the libraries
 //!    compiled earlier in the process (`Compiler::opened`, taken while the linker is held),
-//!    the inode table (`ProcessState::inodes`) and the preopened directories' names
-//!    (`ProcessState::preopen_names`).
+//!    the inode table (`ProcessState::inodes`), the preopened directories' names
+//!    (`ProcessState::preopen_names`), the compiled modules kept in memory
+//!    (`Compiler::compiled`) and a run's interruption (`limits::Interrupt`: its reason and
+//!    target, taken by the watcher task and by catching up).
 //!
 //! wasmer-wasix's own locks (its process, thread and futex tables) are taken inside its host
 //! functions and when a thread is registered with its process; none of ours is held then.
