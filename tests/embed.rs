@@ -7,6 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use wasix_dl::{Input, MappedDir, Output, Program, Runtime};
 
+/// A program that a hang cannot keep for more than two minutes (it then fails with
+/// `DeadlineExceeded`); tests that set their own deadline replace this one.
+fn bounded(module: impl Into<std::path::PathBuf>) -> Program {
+    Program::new(module).deadline(std::time::Duration::from_secs(120))
+}
+
 fn fixtures_dir() -> MappedDir {
     MappedDir::parse(&fixtures().display().to_string()).unwrap()
 }
@@ -20,7 +26,7 @@ fn programs_run_concurrently_from_async_code_on_one_runtime() {
         .build()
         .unwrap();
     let runtime = Runtime::on(tokio.handle().clone(), None);
-    let program = Program::new(fixture("dl_basic.wasm"))
+    let program = bounded(fixture("dl_basic.wasm"))
         .dir(fixtures_dir())
         .stdout(Output::Capture);
     let runs: Vec<_> = (0..8)
@@ -86,7 +92,7 @@ fn a_program_run_again_on_its_runtime_reads_no_compiled_module_from_disk() {
         .cache_dir(Some(cache.join("modules")))
         .build()
         .unwrap();
-    let program = Program::new(fixture("uses_side.wasm"))
+    let program = bounded(fixture("uses_side.wasm"))
         .dir(fixtures_dir())
         .stdout(Output::Capture);
     let first = library_events(|| assert_eq!(program.run_on(&runtime).unwrap(), 0));
@@ -108,7 +114,7 @@ fn concurrent_programs_output_is_captured_each_its_own() {
     let runtime = Runtime::on(tokio.handle().clone(), None);
     let runs: Vec<_> = (0..8)
         .map(|i| {
-            let program = Program::new(fixture("hello.wasm"))
+            let program = bounded(fixture("hello.wasm"))
                 .arg(format!("run{i}"))
                 .env("GREETING", format!("from {i}"))
                 .stdout(Output::Capture)
@@ -130,7 +136,7 @@ fn concurrent_programs_output_is_captured_each_its_own() {
 #[test]
 fn a_trap_is_reported_in_the_captured_standard_error() {
     let runtime = Runtime::new().unwrap();
-    let out = Program::new(fixture("trap.wasm"))
+    let out = bounded(fixture("trap.wasm"))
         .stdout(Output::Capture)
         .stderr(Output::Capture)
         .output_on(&runtime)
@@ -150,7 +156,7 @@ fn captured_and_null_streams_are_a_pipe_and_a_device_not_the_host_s() {
     // /dev/null does (a character device that is not a terminal), not as the host's pipe.
     let dir = scratch("embed_isatty");
     std::fs::copy(fixture("isatty.wasm"), dir.join("isatty.wasm")).unwrap();
-    let out = Program::new(dir.join("isatty.wasm"))
+    let out = bounded(dir.join("isatty.wasm"))
         .dir(MappedDir::parse(&dir.display().to_string()).unwrap())
         .stdin(Input::Bytes(Vec::new()))
         .stdout(Output::Capture)
@@ -184,8 +190,8 @@ fn programs_run_on_blocking_threads_not_on_the_executor() {
     let wat = wait_for_file(&go.display().to_string());
     let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap();
     std::fs::write(dir.join("wait.wasm"), &wasm).unwrap();
-    let program = Program::new(dir.join("wait.wasm"))
-        .dir(MappedDir::parse(&dir.display().to_string()).unwrap());
+    let program =
+        bounded(dir.join("wait.wasm")).dir(MappedDir::parse(&dir.display().to_string()).unwrap());
 
     let runs: Vec<_> = (0..4)
         .map(|_| {
@@ -247,7 +253,7 @@ fn wait_for_file(path: &str) -> String {
 fn a_deadline_ends_a_program_that_computes_or_sleeps_for_ever() {
     let runtime = Runtime::new().unwrap();
     for mode in ["spin", "sleep"] {
-        let result = Program::new(fixture("limits.wasm"))
+        let result = bounded(fixture("limits.wasm"))
             .arg(mode)
             .deadline(std::time::Duration::from_millis(300))
             .output_on(&runtime);
@@ -257,7 +263,7 @@ fn a_deadline_ends_a_program_that_computes_or_sleeps_for_ever() {
         );
     }
     // The runtime is still usable.
-    let out = Program::new(fixture("hello.wasm"))
+    let out = bounded(fixture("hello.wasm"))
         .stdout(Output::Capture)
         .output_on(&runtime)
         .unwrap();
@@ -273,7 +279,7 @@ fn dropping_the_future_of_a_run_cancels_it() {
     let dir = scratch("embed_cancel");
     let ticks = dir.join("ticks");
     let _ = std::fs::remove_file(&ticks);
-    let program = Program::new(fixture("limits.wasm"))
+    let program = bounded(fixture("limits.wasm"))
         .args(["tick", &ticks.display().to_string()])
         .dir(MappedDir::parse(&dir.display().to_string()).unwrap());
     tokio.block_on(async {
@@ -295,7 +301,7 @@ fn dropping_the_future_of_a_run_cancels_it() {
 
 #[test]
 fn a_memory_limit_bounds_what_the_program_can_allocate() {
-    let out = Program::new(fixture("limits.wasm"))
+    let out = bounded(fixture("limits.wasm"))
         .arg("alloc")
         .memory_limit(64 << 20)
         .stdout(Output::Capture)
